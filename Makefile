@@ -1,0 +1,31 @@
+# vos-det: one command sets up and tests, one runs the demo. Targets create .venv when missing.
+#   make setup [PYTHON=python3.12] [D2_SOURCE=<git URL or checkout>]
+#   make test
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
+VENV_PYTHON := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.vos-det-setup
+
+.PHONY: setup test bench clean-venv
+
+setup: $(SETUP_STAMP)
+
+# Rebuilt when the package's declared dependencies or the detectron2 installer change.
+$(SETUP_STAMP): setup.py tools/install_detectron2.py
+	@test -x $(VENV_PYTHON) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PYTHON) -c "import torch, torchvision" 2>/dev/null || \
+		$(VENV_PYTHON) -m pip install --progress-bar off $(TORCH_PACKAGES)
+	$(VENV_PYTHON) tools/install_detectron2.py
+	$(VENV_PYTHON) -m pip install --progress-bar off -e ".[test]"
+	@touch $@
+
+test: setup
+	$(VENV_PYTHON) -m pytest tests -q
+
+bench: setup
+	$(VENV_PYTHON) benchmarks/bench_synthesis.py
+	$(VENV_PYTHON) benchmarks/bench_train_step.py
+
+clean-venv:
+	rm -rf $(VENV)
