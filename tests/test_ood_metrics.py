@@ -1,0 +1,97 @@
+"""ood_metrics against scikit-learn and closed-form cases."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from vos_det.evaluation import ood_metrics
+
+
+def _sklearn_reference(id_scores, ood_scores, tpr=0.95):
+    """FPR@TPR, AUROC and AUPR (percent) computed by scikit-learn, ID positive."""
+    labels = np.concatenate([np.ones(len(id_scores)), np.zeros(len(ood_scores))])
+    scores = np.concatenate([id_scores, ood_scores])
+    fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return {
+        "FPR95": 100.0 * fprs[tprs >= tpr].min(),
+        "AUROC": 100.0 * roc_auc_score(labels, scores),
+        "AUPR": 100.0 * average_precision_score(labels, scores),
+    }
+
+
+def _assert_matches_sklearn(id_scores, ood_scores, tpr=0.95):
+    got = ood_metrics(id_scores, ood_scores, tpr=tpr)
+    expected = _sklearn_reference(id_scores, ood_scores, tpr=tpr)
+    assert set(got) == {"FPR95", "AUROC", "AUPR"}
+    for key, value in expected.items():
+        assert isinstance(got[key], float)
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_sklearn_on_continuous_scores(seed):
+    rng = np.random.default_rng(seed)
+    id_scores = rng.normal(1.0, 1.0, size=rng.integers(1, 300))
+    ood_scores = rng.normal(0.0, 1.5, size=rng.integers(1, 300))
+    _assert_matches_sklearn(id_scores, ood_scores)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("tpr", [0.95, 0.5, 1.0, 0.01])
+def test_matches_sklearn_on_heavily_tied_scores(seed, tpr):
+    rng = np.random.default_rng(100 + seed)
+    id_scores = np.round(rng.normal(1.0, 1.0, size=rng.integers(1, 200)))
+    ood_scores = np.round(rng.normal(0.0, 1.0, size=rng.integers(1, 200)))
+    _assert_matches_sklearn(id_scores, ood_scores, tpr=tpr)
+
+
+def test_all_scores_tied():
+    assert ood_metrics([0.5] * 7, [0.5] * 3) == pytest.approx(
+        {"FPR95": 100.0, "AUROC": 50.0, "AUPR": 70.0}
+    )
+
+
+def test_perfect_separation():
+    got = ood_metrics([2.0, 3.0, 4.0], [0.0, 1.0])
+    assert got == {"FPR95": 0.0, "AUROC": 100.0, "AUPR": 100.0}
+
+
+def test_reversed_separation():
+    got = ood_metrics([0.0, 1.0], [2.0, 3.0, 4.0])
+    assert got["FPR95"] == 100.0
+    assert got["AUROC"] == 0.0
+
+
+def test_threshold_keeps_at_least_tpr_of_id_scores():
+    # 20 ID scores: keeping 95% means keeping 19, so the threshold is the 19th largest (3.0);
+    # an OOD score equal to the threshold counts as a false positive.
+    id_scores = np.concatenate([np.arange(3.0, 22.0), [1.0]])
+    ood_scores = np.array([3.0, 2.5, 0.0, 4.0])
+    assert ood_metrics(id_scores, ood_scores)["FPR95"] == pytest.approx(50.0)
+
+
+def test_accepts_lists_and_integer_arrays():
+    got = ood_metrics([3, 4], np.array([1, 2], dtype=np.int64))
+    assert got["AUROC"] == 100.0
+
+
+@pytest.mark.parametrize(
+    "id_scores, ood_scores, message",
+    [
+        ([], [1.0], "id_scores is empty"),
+        ([1.0], [], "ood_scores is empty"),
+        ([1.0, np.nan], [1.0], "NaN/Inf"),
+        ([1.0], [np.inf], "NaN/Inf"),
+        ([[1.0, 2.0]], [1.0], "1-D"),
+        (1.0, [1.0], "1-D"),
+    ],
+)
+def test_invalid_scores_raise(id_scores, ood_scores, message):
+    with pytest.raises(ValueError, match=message):
+        ood_metrics(id_scores, ood_scores)
+
+
+@pytest.mark.parametrize("tpr", [0.0, -0.1, 1.5, float("nan")])
+def test_invalid_tpr_raises(tpr):
+    with pytest.raises(ValueError, match="tpr must be in"):
+        ood_metrics([1.0], [0.0], tpr=tpr)

@@ -1,0 +1,148 @@
+"""Threshold-free and FPR@TPR metrics for separating in-distribution from OOD scores.
+
+All scores are ID-ness scores: higher means more in-distribution. The in-distribution (ID) set is
+the positive class. Everything is computed exactly with numpy (sorting and tie grouping); the
+results match scikit-learn's ``roc_auc_score``, ``average_precision_score`` and ``roc_curve``.
+"""
+
+from typing import Dict, Tuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["ood_metrics"]
+
+
+def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike, tpr: float = 0.95) -> Dict[str, float]:
+    """Compute FPR at a given TPR, AUROC and AUPR for ID (positive) vs. OOD (negative) scores.
+
+    Definitions, with ``n`` ID scores and ``m`` OOD scores:
+
+    * ``FPR95``: the threshold ``t`` is the largest value such that the fraction of ID scores
+      ``>= t`` is at least ``tpr``; the result is the fraction of OOD scores ``>= t``. Ties are
+      handled exactly: every score equal to ``t`` counts as accepted. This equals the smallest
+      false-positive rate among the ROC points whose true-positive rate is ``>= tpr``.
+    * ``AUROC``: the probability that a random ID score exceeds a random OOD score, ties counting
+      one half (the Mann-Whitney U statistic divided by ``n * m``).
+    * ``AUPR``: average precision with ID as the positive class, as scikit-learn's
+      ``average_precision_score`` defines it: ``sum_k (R_k - R_{k-1}) * P_k`` over the distinct
+      score values in decreasing order (tied scores form one step, no interpolation).
+
+    Args:
+        id_scores (array-like): (n,) ID-ness scores of the in-distribution samples.
+        ood_scores (array-like): (m,) ID-ness scores of the out-of-distribution samples.
+        tpr (float): true-positive rate (fraction of ID scores kept) at which the false-positive
+            rate is read, in (0, 1]. The key is named "FPR95" whatever its value.
+
+    Returns:
+        dict[str, float]: "FPR95", "AUROC" and "AUPR", each in percent (0 to 100).
+
+    Raises:
+        ValueError: if an input is not 1-D, is empty or holds NaN/Inf, or if ``tpr`` is not in
+            (0, 1].
+    """
+    id_scores = _as_scores(id_scores, "id_scores")
+    ood_scores = _as_scores(ood_scores, "ood_scores")
+    if not 0.0 < tpr <= 1.0:
+        raise ValueError(f"tpr must be in (0, 1], got {tpr}; pass e.g. tpr=0.95.")
+    pos_counts, neg_counts = _counts_per_distinct_score(id_scores, ood_scores)
+    return {
+        "FPR95": 100.0 * _fpr_at_tpr(id_scores, ood_scores, tpr),
+        "AUROC": 100.0 * _auroc(pos_counts, neg_counts),
+        "AUPR": 100.0 * _average_precision(pos_counts, neg_counts),
+    }
+
+
+def _as_scores(scores: ArrayLike, name: str) -> np.ndarray:
+    """Convert scores to a finite, non-empty 1-D float64 array.
+
+    Args:
+        scores (array-like): the scores to check.
+        name (str): argument name used in error messages.
+
+    Returns:
+        np.ndarray: (n,) float64 copy of the scores.
+    """
+    array = np.asarray(scores, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D array of scores, got shape {array.shape}; flatten it first."
+        )
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; the metrics need at least one score per set.")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise ValueError(f"{name} holds {bad} NaN/Inf value(s); remove or fix them first.")
+    return array
+
+
+def _fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float) -> float:
+    """Fraction of OOD scores at or above the largest threshold keeping ``tpr`` of ID scores.
+
+    Args:
+        id_scores (np.ndarray): (n,) ID scores.
+        ood_scores (np.ndarray): (m,) OOD scores.
+        tpr (float): required fraction of ID scores at or above the threshold, in (0, 1].
+
+    Returns:
+        float: false-positive rate in [0, 1].
+    """
+    descending = np.sort(id_scores)[::-1]
+    kept_fraction = np.arange(1, descending.size + 1) / descending.size
+    # The first k with k / n >= tpr; the threshold is the k-th largest ID score.
+    k = int(np.argmax(kept_fraction >= tpr))
+    threshold = descending[k]
+    return float(np.mean(ood_scores >= threshold))
+
+
+def _counts_per_distinct_score(
+    id_scores: np.ndarray, ood_scores: np.ndarray
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Count ID and OOD samples per distinct score value.
+
+    Args:
+        id_scores (np.ndarray): (n,) ID scores.
+        ood_scores (np.ndarray): (m,) OOD scores.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: (u,) ID counts and (u,) OOD counts, one entry per distinct
+            score value in increasing order of the value.
+    """
+    scores = np.concatenate([id_scores, ood_scores])
+    _, group = np.unique(scores, return_inverse=True)
+    num_groups = int(group.max()) + 1
+    pos_counts = np.bincount(group[: id_scores.size], minlength=num_groups)
+    neg_counts = np.bincount(group[id_scores.size :], minlength=num_groups)
+    return pos_counts.astype(np.float64), neg_counts.astype(np.float64)
+
+
+def _auroc(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
+    """Area under the ROC curve, ties counted half.
+
+    Args:
+        pos_counts (np.ndarray): (u,) ID counts per distinct score, increasing score order.
+        neg_counts (np.ndarray): (u,) OOD counts per distinct score, same order.
+
+    Returns:
+        float: AUROC in [0, 1].
+    """
+    negatives_below = np.cumsum(neg_counts) - neg_counts
+    wins = np.sum(pos_counts * (negatives_below + 0.5 * neg_counts))
+    return float(wins / (pos_counts.sum() * neg_counts.sum()))
+
+
+def _average_precision(pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
+    """Step-wise average precision with ID as the positive class.
+
+    Args:
+        pos_counts (np.ndarray): (u,) ID counts per distinct score, increasing score order.
+        neg_counts (np.ndarray): (u,) OOD counts per distinct score, same order.
+
+    Returns:
+        float: average precision in [0, 1].
+    """
+    true_positives = np.cumsum(pos_counts[::-1])
+    false_positives = np.cumsum(neg_counts[::-1])
+    precision = true_positives / (true_positives + false_positives)
+    recall_gain = pos_counts[::-1] / true_positives[-1]
+    return float(np.sum(recall_gain * precision))
