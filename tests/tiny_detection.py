@@ -1,0 +1,111 @@
+"""A tiny detection problem and a tiny GN Faster R-CNN config for fast CPU tests."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+
+import vos_det
+
+CLASS_COLOURS = [(255, 60, 60), (60, 255, 60), (60, 60, 255)]  # one colour per class (BGR)
+IMAGE_SIZE = 64
+
+
+def write_tiny_dataset(root: Path, num_images: int, seed: int = 0) -> list:
+    """Images of 1-2 filled rectangles on noise; returns Detectron2 dataset dicts."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    records = []
+    for image_id in range(num_images):
+        image = rng.integers(0, 60, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        annotations = []
+        for _ in range(rng.integers(1, 3)):
+            w, h = rng.integers(14, 30, size=2)
+            x0, y0 = rng.integers(0, IMAGE_SIZE - w), rng.integers(0, IMAGE_SIZE - h)
+            category = int(rng.integers(0, len(CLASS_COLOURS)))
+            cv2.rectangle(
+                image,
+                (int(x0), int(y0)),
+                (int(x0 + w - 1), int(y0 + h - 1)),
+                CLASS_COLOURS[category],
+                thickness=-1,
+            )
+            annotations.append(
+                {
+                    "bbox": [float(x0), float(y0), float(x0 + w), float(y0 + h)],
+                    "bbox_mode": BoxMode.XYXY_ABS,
+                    "category_id": category,
+                }
+            )
+        file_name = str(root / f"{image_id:04d}.png")
+        cv2.imwrite(file_name, image)
+        records.append(
+            {
+                "file_name": file_name,
+                "image_id": image_id,
+                "height": IMAGE_SIZE,
+                "width": IMAGE_SIZE,
+                "annotations": annotations,
+            }
+        )
+    return records
+
+
+def register_tiny_dataset(name: str, root: Path, num_images: int, seed: int = 0) -> None:
+    if name in DatasetCatalog.list():
+        return
+    records = write_tiny_dataset(root, num_images, seed)
+    DatasetCatalog.register(name, lambda records=records: records)
+    MetadataCatalog.get(name).set(thing_classes=["red", "green", "blue"], evaluator_type="coco")
+
+
+def tiny_cfg(train: str, test: str, output_dir: str, **vos):
+    """A GN ResNet-18 FPN Faster R-CNN with the VOS predictor, small enough for CPU tests."""
+    cfg = get_cfg()
+    vos_det.add_vos_config(cfg)
+    cfg.merge_from_file(vos_det.model_zoo.get_config_file("Base-VOS-RCNN-FPN.yaml"))
+    overrides = {
+        "MODEL.DEVICE": "cpu",
+        "MODEL.WEIGHTS": "",
+        "MODEL.RESNETS.DEPTH": 18,
+        "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
+        "MODEL.RESNETS.NORM": "GN",
+        "MODEL.RESNETS.STRIDE_IN_1X1": False,
+        "MODEL.BACKBONE.FREEZE_AT": 0,
+        "MODEL.FPN.NORM": "GN",
+        "MODEL.FPN.OUT_CHANNELS": 32,
+        "MODEL.ANCHOR_GENERATOR.SIZES": [[8], [16], [32], [64], [128]],
+        "MODEL.RPN.BATCH_SIZE_PER_IMAGE": 64,
+        "MODEL.RPN.POST_NMS_TOPK_TRAIN": 100,
+        "MODEL.RPN.POST_NMS_TOPK_TEST": 100,
+        "MODEL.ROI_HEADS.NUM_CLASSES": 3,
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE": 64,
+        "MODEL.ROI_BOX_HEAD.FC_DIM": 32,
+        "INPUT.MIN_SIZE_TRAIN": (64,),
+        "INPUT.MAX_SIZE_TRAIN": 64,
+        "INPUT.MIN_SIZE_TEST": 64,
+        "INPUT.MAX_SIZE_TEST": 64,
+        "INPUT.RANDOM_FLIP": "none",
+        "DATASETS.TRAIN": (train,),
+        "DATASETS.TEST": (test,),
+        "DATALOADER.NUM_WORKERS": 0,
+        "SOLVER.IMS_PER_BATCH": 2,
+        "SOLVER.BASE_LR": 0.01,
+        "SOLVER.WARMUP_ITERS": 0,
+        "SOLVER.MAX_ITER": 6,
+        "SOLVER.STEPS": (),
+        "SOLVER.CHECKPOINT_PERIOD": 100000,
+        "TEST.EVAL_PERIOD": 0,
+        "VOS.QUEUE_SIZE": 8,
+        "VOS.START_ITER": 3,
+        "VOS.MIN_QUEUE_FILL": 2,
+        "VOS.NUM_CANDIDATES": 100,
+        "OUTPUT_DIR": output_dir,
+        "SEED": 1,
+    }
+    overrides.update({f"VOS.{key}": value for key, value in vos.items()})
+    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
+    return cfg

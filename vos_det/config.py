@@ -1,0 +1,113 @@
+"""VOS configuration keys: :func:`add_vos_config` adds them, :func:`validate_vos_config` checks them."""
+
+from detectron2.config import CfgNode as CN
+
+#: Names accepted by ``VOS.SCORE``; every score is ID-ness (higher = more in-distribution).
+SCORE_NAMES = ("vos", "energy", "msp", "max_logit")
+
+
+def add_vos_config(cfg: CN) -> None:
+    """Add every ``VOS.*`` key (and the RegNet backbone keys) to a Detectron2 config, in place."""
+    cfg.VOS = CN()
+    # Train the uncertainty branch. False gives the vanilla detector: same heads, same scores
+    # attached at inference, no feature queues and no uncertainty loss (the baseline).
+    cfg.VOS.ENABLED = True
+    # Feature vectors kept per class (the paper's |Q_k|): 1000 for VOC, 300 for BDD100K.
+    cfg.VOS.QUEUE_SIZE = 1000
+    # Iteration from which the uncertainty loss is trained (paper: 12k of 18k on VOC).
+    # Before it, the queues only fill.
+    cfg.VOS.START_ITER = 12000
+    # Outliers are synthesised for a class once its queue holds this many vectors;
+    # 0 = only once every class queue is full (the paper's rule).
+    cfg.VOS.MIN_QUEUE_FILL = 0
+    # Candidates per class among which the lowest-likelihood ones are kept (the paper's t).
+    cfg.VOS.NUM_CANDIDATES = 10000
+    # Virtual outliers kept per class and iteration (lowest likelihood among the candidates).
+    cfg.VOS.NUM_SELECT = 1
+    # Weight of the uncertainty loss in the total loss (the paper's beta).
+    cfg.VOS.LOSS_WEIGHT = 0.1
+    # Ridge added to the shared covariance: Sigma + COV_EPS * I.
+    cfg.VOS.COV_EPS = 1e-4
+    # Pushes between exact recomputations of the incrementally kept queue statistics.
+    cfg.VOS.STATS_RECOMPUTE_PERIOD = 1000
+    # Gather each step's foreground features from all workers so every worker's queues
+    # stay identical (only matters with more than one process).
+    cfg.VOS.SYNC_QUEUES = True
+    # Score attached to every detection as `id_scores`: "vos" (sigmoid of the logistic layer on
+    # the weighted energy, paper eq. 8), "energy" (logsumexp of the foreground logits),
+    # "msp" (max softmax probability) or "max_logit". Higher = more in-distribution.
+    cfg.VOS.SCORE = "vos"
+    # Detections whose `id_scores` fall below this are flagged `is_ood`; negative = no flag.
+    cfg.VOS.OOD_THRESHOLD = -1.0
+
+    # OOD evaluation (VOSTrainer.test, tools/evaluate_ood.py).
+    cfg.VOS.EVAL = CN()
+    # Class probability a detection needs to take part in the OOD metrics. Negative (-1.0) =
+    # derive it on the ID set: per class, the threshold maximising F1 against the ground truth
+    # (IoU >= 0.5), averaged over the classes with ground truth (the paper's protocol).
+    # A value in [0, 1] is used as given.
+    cfg.VOS.EVAL.SCORE_THRESHOLD = -1.0
+    # Share of kept ID boxes at or above the score threshold at which the OOD false-positive rate
+    # is read (the "95" of FPR95).
+    cfg.VOS.EVAL.TPR = 0.95
+    # Scores compared in the OOD table: "vos", "energy", "msp", "max_logit" (see VOS.SCORE).
+    cfg.VOS.EVAL.SCORES = ("vos", "energy", "msp", "max_logit")
+    # Write score histograms (ID vs OOD) and ROC curves as PNG files next to ood_results.json.
+    cfg.VOS.EVAL.SAVE_PLOTS = True
+
+    cfg.MODEL.REGNETS = CN()
+    # RegNet design parameters (Radosavovic et al. 2020); defaults are RegNetX-4.0GF.
+    cfg.MODEL.REGNETS.DEPTH = 23
+    cfg.MODEL.REGNETS.W_A = 38.65
+    cfg.MODEL.REGNETS.W_0 = 96
+    cfg.MODEL.REGNETS.W_M = 2.43
+    cfg.MODEL.REGNETS.GROUP_WIDTH = 40
+    cfg.MODEL.REGNETS.STEM_WIDTH = 32
+    # Normalisation of the RegNet backbone ("FrozenBN", "BN", "SyncBN", "GN").
+    cfg.MODEL.REGNETS.NORM = "FrozenBN"
+    # Stages "s1".."s4" fed to the FPN.
+    cfg.MODEL.REGNETS.OUT_FEATURES = ["s1", "s2", "s3", "s4"]
+
+
+def validate_vos_config(cfg: CN) -> None:
+    """Raise ``ValueError`` naming the key when a ``VOS.*`` value cannot work."""
+    if "VOS" not in cfg:
+        raise ValueError(
+            "the config has no VOS section: call vos_det.add_vos_config(cfg) before "
+            "merge_from_file when using ROI_HEADS.NAME 'VOSROIHeads'"
+        )
+    vos = cfg.VOS
+    checks = [
+        (vos.QUEUE_SIZE >= 2, "VOS.QUEUE_SIZE", "must be >= 2 to estimate a covariance"),
+        (vos.START_ITER >= 0, "VOS.START_ITER", "must be >= 0"),
+        (
+            0 <= vos.MIN_QUEUE_FILL <= vos.QUEUE_SIZE,
+            "VOS.MIN_QUEUE_FILL",
+            "must be in [0, VOS.QUEUE_SIZE]",
+        ),
+        (vos.NUM_SELECT >= 1, "VOS.NUM_SELECT", "must be >= 1"),
+        (vos.NUM_CANDIDATES >= vos.NUM_SELECT, "VOS.NUM_CANDIDATES", "must be >= VOS.NUM_SELECT"),
+        (vos.LOSS_WEIGHT >= 0, "VOS.LOSS_WEIGHT", "must be >= 0"),
+        (vos.COV_EPS > 0, "VOS.COV_EPS", "must be > 0"),
+        (vos.STATS_RECOMPUTE_PERIOD >= 1, "VOS.STATS_RECOMPUTE_PERIOD", "must be >= 1"),
+        (vos.SCORE in SCORE_NAMES, "VOS.SCORE", f"must be one of {', '.join(SCORE_NAMES)}"),
+        (
+            vos.EVAL.SCORE_THRESHOLD <= 1,
+            "VOS.EVAL.SCORE_THRESHOLD",
+            "must be negative (derive it from the ID set) or a class probability in [0, 1]",
+        ),
+        (0 < vos.EVAL.TPR <= 1, "VOS.EVAL.TPR", "must be in (0, 1]"),
+        (
+            len(vos.EVAL.SCORES) > 0
+            and len(set(vos.EVAL.SCORES)) == len(vos.EVAL.SCORES)
+            and set(vos.EVAL.SCORES) <= set(SCORE_NAMES),
+            "VOS.EVAL.SCORES",
+            f"must list distinct names among {', '.join(SCORE_NAMES)}",
+        ),
+    ]
+    for ok, key, requirement in checks:
+        if not ok:
+            value = cfg
+            for part in key.split("."):
+                value = value[part]
+            raise ValueError(f"{key}={value!r} {requirement}")

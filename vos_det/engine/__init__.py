@@ -1,0 +1,5 @@
+"""Training and evaluation loops."""
+
+from .trainer import VOSTrainer
+
+__all__ = ["VOSTrainer"]

@@ -1,0 +1,273 @@
+"""VOS box predictor: Fast R-CNN output layers plus feature queues and the uncertainty loss."""
+
+import logging
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, cat
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
+
+from ..config import validate_vos_config
+from ..energy import SCORE_FUNCTIONS, EnergyUncertaintyHead
+from ..synthesis import ClassFeatureQueues, sample_virtual_outliers
+from .distributed import all_gather_rows
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VOSOutputLayers"]
+
+
+class VOSOutputLayers(FastRCNNOutputLayers):
+    """:class:`FastRCNNOutputLayers` that also learns to tell known objects from unknown ones.
+
+    Training (``losses``) pushes the features of foreground proposals into per-class queues and,
+    from ``start_iter`` on, synthesises virtual outliers from the queues' class-conditional
+    Gaussians and adds ``loss_uncertainty``: a logistic regression on the weighted energy that
+    separates real foreground proposals (ID) from the outliers (OOD).
+
+    Inference (``inference``) returns Detectron2's detections with extra fields, taken from the
+    same proposals that survived NMS:
+
+    * ``fg_logits`` (R, K): the foreground class logits;
+    * ``vos_scores`` (R,): the trained VOS ID-ness, sigmoid of the logistic layer (paper eq. 8);
+    * ``id_scores`` (R,): the configured score (``vos``, ``energy``, ``msp`` or ``max_logit``),
+      higher = more in-distribution;
+    * ``is_ood`` (R,) bool: ``id_scores < ood_threshold``, only when a threshold is set.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        vos_enabled: bool,
+        queue_size: int,
+        start_iter: int,
+        min_queue_fill: int,
+        num_candidates: int,
+        num_select: int,
+        uncertainty_loss_weight: float,
+        cov_eps: float,
+        stats_recompute_period: int,
+        sync_queues: bool,
+        score_name: str,
+        ood_threshold: float,
+        **kwargs,
+    ):
+        """
+        Args:
+            input_shape (ShapeSpec): shape of the box head's output features.
+            vos_enabled (bool): train the uncertainty branch; False = vanilla detector (no queues,
+                no uncertainty loss, the uncertainty head frozen at its initialisation).
+            queue_size (int): feature vectors kept per class.
+            start_iter (int): first iteration (event storage's ``iter``) with the loss active.
+            min_queue_fill (int): a class gets outliers once it holds this many vectors;
+                0 = only when every class queue is full.
+            num_candidates (int): candidates per class for the lowest-likelihood selection.
+            num_select (int): outliers kept per class and iteration.
+            uncertainty_loss_weight (float): weight of ``loss_uncertainty``.
+            cov_eps (float): ridge added to the shared covariance.
+            stats_recompute_period (int): pushes between exact recomputations of queue statistics.
+            sync_queues (bool): gather foreground features from every worker before queueing.
+            score_name (str): score stored as ``id_scores``.
+            ood_threshold (float): flag ``is_ood`` below this score; negative = no flag.
+            kwargs: arguments of :class:`FastRCNNOutputLayers`.
+        """
+        super().__init__(input_shape, **kwargs)
+        self.vos_enabled = vos_enabled
+        self.start_iter = start_iter
+        self.min_queue_fill = min_queue_fill
+        self.num_candidates = num_candidates
+        self.num_select = num_select
+        self.uncertainty_loss_weight = uncertainty_loss_weight
+        self.sync_queues = sync_queues
+        self.score_name = score_name
+        self.ood_threshold = ood_threshold
+        self.uncertainty = EnergyUncertaintyHead(self.num_classes)
+        self.queues: Optional[ClassFeatureQueues] = None
+        if vos_enabled:
+            feature_dim = self.cls_score.in_features
+            self.queues = ClassFeatureQueues(
+                self.num_classes,
+                queue_size,
+                feature_dim,
+                eps=cov_eps,
+                recompute_every=stats_recompute_period,
+            )
+        else:
+            self.uncertainty.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        validate_vos_config(cfg)
+        ret = super().from_config(cfg, input_shape)
+        ret.update(
+            vos_enabled=cfg.VOS.ENABLED,
+            queue_size=cfg.VOS.QUEUE_SIZE,
+            start_iter=cfg.VOS.START_ITER,
+            min_queue_fill=cfg.VOS.MIN_QUEUE_FILL,
+            num_candidates=cfg.VOS.NUM_CANDIDATES,
+            num_select=cfg.VOS.NUM_SELECT,
+            uncertainty_loss_weight=cfg.VOS.LOSS_WEIGHT,
+            cov_eps=cfg.VOS.COV_EPS,
+            stats_recompute_period=cfg.VOS.STATS_RECOMPUTE_PERIOD,
+            sync_queues=cfg.VOS.SYNC_QUEUES,
+            score_name=cfg.VOS.SCORE,
+            ood_threshold=cfg.VOS.OOD_THRESHOLD,
+        )
+        return ret
+
+    # ---------------------------------------------------------------- training
+
+    def losses(
+        self,
+        predictions: Tuple[torch.Tensor, torch.Tensor],
+        proposals: List[Instances],
+        box_features: Optional[torch.Tensor] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """Detectron2's ``loss_cls`` and ``loss_box_reg``, plus ``loss_uncertainty`` with VOS.
+
+        Args:
+            predictions: ``(scores (R, K+1), deltas)`` from :meth:`forward`.
+            proposals (list[Instances]): the sampled proposals with ``gt_classes``.
+            box_features (Tensor): (R, D) the box head's features that produced ``predictions``;
+                required when VOS is enabled (:class:`VOSROIHeads` passes them).
+        """
+        losses = super().losses(predictions, proposals)
+        if self.queues is None:
+            return losses
+        if box_features is None:
+            raise ValueError(
+                "VOSOutputLayers.losses needs the box features to fill its queues; "
+                "use ROI_HEADS.NAME 'VOSROIHeads', which passes them"
+            )
+        scores = predictions[0]
+        gt_classes = cat([p.gt_classes for p in proposals], dim=0)
+        foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
+        losses["loss_uncertainty"] = self._uncertainty_loss(
+            scores[foreground, : self.num_classes],
+            box_features.flatten(1)[foreground],
+            gt_classes[foreground],
+        )
+        return losses
+
+    def _enqueue(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Push (N, D) detached foreground features; with sync, every worker's go in."""
+        features = features.detach().float()
+        if self.sync_queues:
+            rows = all_gather_rows(torch.cat([features, labels.float()[:, None]], dim=1))
+            features, labels = rows[:, :-1], rows[:, -1].long()
+        self.queues.push(features, labels)
+
+    def _outlier_classes(self) -> torch.Tensor:
+        """(K,) bool: the classes whose queues are ready for outlier synthesis."""
+        if self.min_queue_fill == 0:
+            ready = self.queues.ready_classes()
+            return ready if bool(ready.all()) else torch.zeros_like(ready)
+        return self.queues.ready_classes(self.min_queue_fill)
+
+    def _uncertainty_loss(
+        self, fg_logits: torch.Tensor, fg_features: torch.Tensor, fg_classes: torch.Tensor
+    ) -> torch.Tensor:
+        """Weighted binary cross-entropy of real foreground (ID) vs virtual outliers (OOD).
+
+        Before ``start_iter`` or while the queues are not ready there are no outliers; the term
+        is then the ID half alone with weight 0, so the uncertainty parameters still take part
+        in every step's graph (what DDP without ``find_unused_parameters`` requires).
+
+        Args:
+            fg_logits (Tensor): (F, K) foreground logits of the foreground proposals.
+            fg_features (Tensor): (F, D) their box features.
+            fg_classes (Tensor): (F,) their ground-truth classes.
+        """
+        self._enqueue(fg_features, fg_classes)
+        storage = get_event_storage()
+        id_energy = self.uncertainty.energy(fg_logits)
+        ood_energy = id_energy.new_zeros((0,))
+        weight = 0.0
+        if storage.iter >= self.start_iter:
+            classes = self._outlier_classes()
+            if bool(classes.any()):
+                means = self.queues.class_means()[classes]
+                outliers, _ = sample_virtual_outliers(
+                    means, self.queues.covariance(), self.num_candidates, self.num_select
+                )
+                ood_logits = self.cls_score(outliers.to(fg_features.dtype))[:, : self.num_classes]
+                ood_energy = self.uncertainty.energy(ood_logits)
+                weight = self.uncertainty_loss_weight
+        if id_energy.numel() + ood_energy.numel() == 0:
+            return fg_logits.new_zeros(())
+        loss = self.uncertainty.loss(id_energy, ood_energy)
+        self._log_training_metrics(storage, id_energy, ood_energy, loss, active=weight > 0)
+        return weight * loss
+
+    def _log_training_metrics(self, storage, id_energy, ood_energy, loss, active: bool) -> None:
+        fill = self.queues.fill_counts().float() / self.queues.capacity
+        storage.put_scalar("vos/queue_fill_min", fill.min().item())
+        storage.put_scalar("vos/queue_fill_mean", fill.mean().item())
+        storage.put_scalar("vos/active", float(active))
+        if id_energy.numel():
+            storage.put_scalar("vos/id_energy", id_energy.mean().item())
+        if active:
+            storage.put_scalar("vos/outlier_energy", ood_energy.mean().item())
+            storage.put_scalar("vos/uncertainty_loss", loss.item())
+
+    # ---------------------------------------------------------------- inference
+
+    def inference(
+        self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]
+    ) -> Tuple[List[Instances], List[torch.Tensor]]:
+        """Detectron2's detections, each with ``fg_logits``, ``vos_scores``, ``id_scores``
+        (and ``is_ood`` when a threshold is set) gathered from the proposals NMS kept."""
+        instances, kept = super().inference(predictions, proposals)
+        scores, deltas = predictions
+        sizes = [len(p) for p in proposals]
+        for result, kept_rows, logits, image_deltas in zip(
+            instances, kept, scores.split(sizes), deltas.split(sizes)
+        ):
+            rows = _proposal_rows(kept_rows, logits, image_deltas)
+            self._attach_scores(result, logits[rows, : self.num_classes])
+        return instances, kept
+
+    def _attach_scores(self, result: Instances, fg_logits: torch.Tensor) -> None:
+        result.fg_logits = fg_logits
+        result.vos_scores = self.uncertainty.vos_score(fg_logits)
+        if self.score_name == "vos":
+            result.id_scores = result.vos_scores
+        else:
+            result.id_scores = SCORE_FUNCTIONS[self.score_name](fg_logits)
+        if self.ood_threshold >= 0:
+            result.is_ood = result.id_scores < self.ood_threshold
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        missing = [
+            name
+            for name in ("queues", "uncertainty")
+            if getattr(self, name) is not None
+            and not any(key.startswith(f"{prefix}{name}.") for key in state_dict)
+        ]
+        if missing:
+            logger.info(
+                "The checkpoint has no VOS state (%s) for %s: the feature queues start empty and "
+                "the uncertainty head keeps its initialisation.",
+                ", ".join(missing),
+                prefix.rstrip("."),
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _proposal_rows(kept: torch.Tensor, logits: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """Map NMS-kept indices to proposal rows.
+
+    :func:`fast_rcnn_inference_single_image` drops proposals with non-finite boxes or scores
+    before indexing, so its indices count finite rows only.
+    """
+    finite = torch.isfinite(logits).all(dim=1) & torch.isfinite(deltas).all(dim=1)
+    if bool(finite.all()):
+        return kept
+    return finite.nonzero()[:, 0][kept]
