@@ -2,5 +2,19 @@
 
 from .builtin import register_all_vos_datasets  # importing builtin registers the datasets
 from .ood_datasets import ID_CLASSES, register_ood_dataset
+from .synthetic import (
+    SYNTHETIC_ID_CLASSES,
+    SYNTHETIC_OOD_CLASSES,
+    generate_synthetic_benchmark,
+    register_synthetic_benchmark,
+)
 
-__all__ = ["ID_CLASSES", "register_all_vos_datasets", "register_ood_dataset"]
+__all__ = [
+    "ID_CLASSES",
+    "SYNTHETIC_ID_CLASSES",
+    "SYNTHETIC_OOD_CLASSES",
+    "generate_synthetic_benchmark",
+    "register_all_vos_datasets",
+    "register_ood_dataset",
+    "register_synthetic_benchmark",
+]

@@ -1,0 +1,328 @@
+"""The embedded synthetic benchmark: determinism, box accuracy, class separation, loading, cache."""
+
+import json
+import multiprocessing
+import os
+
+import cv2
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+
+from vos_det.data import (
+    SYNTHETIC_ID_CLASSES,
+    SYNTHETIC_OOD_CLASSES,
+    generate_synthetic_benchmark,
+    register_synthetic_benchmark,
+)
+from vos_det.data.ood_datasets import default_datasets_root
+from vos_det.data.synthetic import SYNTHETIC_SPLITS, ShapeSpec, draw_shape_mask
+
+SMALL = {"num_train": 12, "num_id_test": 6, "num_ood_test": 6, "image_size": 96}
+
+
+def _generate(root, **overrides):
+    return generate_synthetic_benchmark(str(root), **{**SMALL, **overrides})
+
+
+def _read_tree(root):
+    """{relative path: bytes} of every file under ``root``."""
+    files = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, root)] = f.read()
+    return files
+
+
+def _mtimes(root):
+    return {
+        os.path.join(directory, name): os.stat(os.path.join(directory, name)).st_mtime_ns
+        for directory, _, names in os.walk(root)
+        for name in names
+    }
+
+
+def _load_coco(paths, split):
+    with open(paths[f"{split}_json"]) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    """Paths of a small benchmark generated once for the read-only tests."""
+    return _generate(tmp_path_factory.mktemp("synthetic") / "bench")
+
+
+@pytest.fixture
+def catalogs(monkeypatch):
+    """Let a test register datasets; the catalogs are restored afterwards."""
+    monkeypatch.setattr(DatasetCatalog, "data", dict(DatasetCatalog.data))
+    monkeypatch.setattr(MetadataCatalog, "data", dict(MetadataCatalog.data))
+
+
+def test_layout_and_returned_paths(benchmark):
+    root = benchmark["root"]
+    assert sorted(os.listdir(root)) == [
+        "MANIFEST.json",
+        "annotations",
+        "id_test",
+        "ood_test",
+        "train",
+    ]
+    for split, count in zip(SYNTHETIC_SPLITS, (12, 6, 6)):
+        assert benchmark[f"{split}_images"] == os.path.join(root, split)
+        assert benchmark[f"{split}_json"] == os.path.join(root, "annotations", f"{split}.json")
+        assert len(os.listdir(benchmark[f"{split}_images"])) == count
+    with open(benchmark["manifest"]) as f:
+        manifest = json.load(f)
+    assert manifest["parameters"] == {**SMALL, "seed": 0}
+    assert len(manifest["files"]) == 12 + 6 + 6 + 3
+
+
+def test_same_seed_gives_same_bytes_and_another_seed_differs(tmp_path):
+    first = _read_tree(_generate(tmp_path / "a", seed=3)["root"])
+    second = _read_tree(_generate(tmp_path / "b", seed=3)["root"])
+    other = _read_tree(_generate(tmp_path / "c", seed=4)["root"])
+    assert first == second
+    assert first.keys() == other.keys()
+    changed = [path for path in first if first[path] != other[path]]
+    assert len(changed) == len(first)  # every image, every annotation file and the manifest
+
+
+def test_splits_hold_different_images(benchmark):
+    train = _read_tree(benchmark["train_images"])
+    id_test = _read_tree(benchmark["id_test_images"])
+    assert not set(train.values()) & set(id_test.values())
+
+
+@pytest.mark.parametrize(
+    "split, classes, category_ids",
+    [
+        ("train", SYNTHETIC_ID_CLASSES, [1, 2, 3, 4, 5]),
+        ("id_test", SYNTHETIC_ID_CLASSES, [1, 2, 3, 4, 5]),
+        ("ood_test", SYNTHETIC_OOD_CLASSES, [6, 7, 8, 9]),
+    ],
+)
+def test_each_split_holds_only_its_classes_and_every_image_an_object(
+    benchmark, split, classes, category_ids
+):
+    coco = _load_coco(benchmark, split)
+    assert [c["name"] for c in coco["categories"]] == list(classes)
+    assert [c["id"] for c in coco["categories"]] == category_ids
+    assert {a["category_id"] for a in coco["annotations"]} <= set(category_ids)
+    assert {a["shape"]["name"] for a in coco["annotations"]} <= set(classes)
+    image_ids = [image["id"] for image in coco["images"]]
+    assert len(set(image_ids)) == len(image_ids)
+    assert {a["image_id"] for a in coco["annotations"]} == set(image_ids)
+    assert len({a["id"] for a in coco["annotations"]}) == len(coco["annotations"])
+    for image in coco["images"]:
+        assert (image["height"], image["width"]) == (96, 96)
+        assert os.path.isfile(os.path.join(benchmark[f"{split}_images"], image["file_name"]))
+
+
+def test_id_and_ood_classes_are_disjoint():
+    assert len(SYNTHETIC_ID_CLASSES) == 5 and len(SYNTHETIC_OOD_CLASSES) == 4
+    assert not set(SYNTHETIC_ID_CLASSES) & set(SYNTHETIC_OOD_CLASSES)
+
+
+@pytest.mark.parametrize("split", SYNTHETIC_SPLITS)
+def test_boxes_are_the_tight_extent_of_the_drawn_shapes(benchmark, split):
+    """Redraw every shape from its recorded parameters: its box is the extent of its pixels, and
+    the image shows its colour exactly on the pixels that later shapes leave visible."""
+    coco = _load_coco(benchmark, split)
+    images = {image["id"]: image for image in coco["images"]}
+    by_image = {}
+    for annotation in coco["annotations"]:  # annotations are listed in drawing order
+        by_image.setdefault(annotation["image_id"], []).append(annotation)
+    for image_id, annotations in by_image.items():
+        path = os.path.join(benchmark[f"{split}_images"], images[image_id]["file_name"])
+        pixels = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+        masks = [draw_shape_mask(ShapeSpec.from_json(a["shape"]), 96) for a in annotations]
+        for index, (annotation, mask) in enumerate(zip(annotations, masks)):
+            rows, columns = np.nonzero(mask)
+            x0, y0 = columns.min(), rows.min()
+            extent = [x0, y0, columns.max() - x0 + 1, rows.max() - y0 + 1]
+            np.testing.assert_allclose(annotation["bbox"], extent, atol=1)
+            visible = mask.copy()
+            for later in masks[index + 1 :]:
+                visible &= ~later
+            assert annotation["area"] == visible.sum()
+            assert annotation["visible_fraction"] == pytest.approx(visible.sum() / mask.sum(), 1e-3)
+            assert annotation["visible_fraction"] >= 0.4  # at most 60% hidden
+            assert (pixels[visible] == annotation["shape"]["colour"]).all()
+
+
+def test_shapes_are_occluded_sometimes_and_vary_in_size(tmp_path):
+    coco = _load_coco(_generate(tmp_path / "b", num_train=60), "train")
+    fractions = [a["visible_fraction"] for a in coco["annotations"]]
+    assert min(fractions) < 0.9 and np.mean(np.array(fractions) == 1.0) > 0.5
+    sides = [max(a["bbox"][2:]) for a in coco["annotations"]]
+    assert min(sides) < 24 * 0.75 and max(sides) > 44 * 0.75  # 18-48 px at 128 px, scaled to 96
+    assert {a["shape"]["name"] for a in coco["annotations"]} == set(SYNTHETIC_ID_CLASSES)
+
+
+@pytest.mark.parametrize(
+    "shape, detail, area",  # shape area / radius^2
+    [
+        ("circle", 0.0, np.pi),
+        ("square", 0.0, 2.0),
+        ("triangle", 0.0, 3 * np.sqrt(3) / 4),
+        ("pentagon", 0.0, 2.5 * np.sin(np.deg2rad(72))),
+        ("ellipse", 0.5, np.pi * 0.5),
+        ("ring", 0.5, np.pi * (1 - 0.25)),
+        ("star", 0.5, 10 * 0.5 * 0.5 * np.sin(np.deg2rad(36))),
+        ("cross", 0.3, 4 * 0.3 * (2 * np.sqrt(1 - 0.09)) - 4 * 0.09),
+        ("crescent", 0.5, np.pi - (2 * np.arccos(0.25) - 0.5 * np.sqrt(1 - 0.0625))),
+    ],
+)
+def test_drawn_shapes_have_their_geometric_area(shape, detail, area):
+    spec = ShapeSpec(shape, (40.0, 41.0), 30.0, 17.0, detail, (255, 0, 0))
+    mask = draw_shape_mask(spec, 96)
+    assert mask.sum() == pytest.approx(area * 30.0**2, rel=0.04)
+    rows, columns = np.nonzero(mask)
+    assert np.hypot(columns + 0.5 - 40.0, rows + 0.5 - 41.0).max() <= 30.0 + 1.0
+
+
+def test_unknown_shape_is_rejected():
+    with pytest.raises(ValueError, match="Unknown shape 'hexagon'"):
+        draw_shape_mask(ShapeSpec("hexagon", (10.0, 10.0), 5.0, 0.0, 0.0, (0, 0, 0)), 32)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"num_train": 0}, "num_train must be >= 1"),
+        ({"image_size": 32}, "image_size must be >= 64"),
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"num_ood_test": 2.5}, "num_ood_test must be an integer"),
+    ],
+)
+def test_invalid_parameters_are_rejected(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _generate(tmp_path / "x", **overrides)
+    assert not (tmp_path / "x").exists()
+
+
+def test_second_call_reuses_the_folder(tmp_path, caplog):
+    paths = _generate(tmp_path / "bench")
+    before = _mtimes(paths["root"])
+    with caplog.at_level("INFO", logger="vos_det.data.synthetic"):
+        assert _generate(tmp_path / "bench") == paths
+    assert _mtimes(paths["root"]) == before
+    assert "Generating" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncate_image", "delete_image", "corrupt_json", "no_manifest"]
+)
+def test_damaged_folder_is_generated_again(tmp_path, damage, caplog):
+    paths = _generate(tmp_path / "bench")
+    original = _read_tree(paths["root"])
+    image = os.path.join(paths["train_images"], "000003.png")
+    if damage == "truncate_image":
+        with open(image, "r+b") as f:
+            f.truncate(100)
+    elif damage == "delete_image":
+        os.remove(image)
+    elif damage == "corrupt_json":
+        with open(paths["id_test_json"], "a") as f:
+            f.write(" ")
+    else:
+        os.remove(paths["manifest"])
+    with caplog.at_level("INFO", logger="vos_det.data.synthetic"):
+        _generate(tmp_path / "bench")
+    assert _read_tree(paths["root"]) == original
+    assert (
+        "Generating the synthetic benchmark (12 train, 6 ID test, 6 OOD test images" in caplog.text
+    )
+    assert "24 images in" in caplog.text
+    assert os.listdir(tmp_path) == ["bench"]  # no staging folder or lock file left
+
+
+def test_other_parameters_replace_the_folder(tmp_path):
+    _generate(tmp_path / "bench")
+    paths = _generate(tmp_path / "bench", num_train=5, seed=1)
+    assert len(os.listdir(paths["train_images"])) == 5
+    with open(paths["manifest"]) as f:
+        assert json.load(f)["parameters"]["seed"] == 1
+
+
+def test_folder_with_other_files_is_never_overwritten(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="contains other files \\(notes.txt\\)"):
+        _generate(tmp_path / "mine")
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+def _generate_in_child(root):
+    _generate(root)
+
+
+def test_concurrent_processes_leave_one_intact_benchmark(tmp_path):
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_generate_in_child, args=(tmp_path / "bench",)) for _ in "ab"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    expected = _read_tree(_generate(tmp_path / "expected")["root"])
+    assert _read_tree(tmp_path / "bench") == expected
+
+
+def test_registered_datasets_load_and_generate_on_first_use(tmp_path, catalogs):
+    root = tmp_path / "synthetic"
+    names = register_synthetic_benchmark(str(root), name_prefix="test_synth", **SMALL)
+    assert names == {s: f"test_synth_{s}" for s in SYNTHETIC_SPLITS}
+    assert not root.exists()  # registration generates nothing
+
+    for split in ("train", "id_test"):
+        metadata = MetadataCatalog.get(names[split])
+        assert metadata.thing_classes == metadata.id_classes == list(SYNTHETIC_ID_CLASSES)
+        assert metadata.evaluator_type == "coco"
+        assert metadata.is_ood is False and metadata.id_dataset == "synthetic"
+        dicts = DatasetCatalog.get(names[split])
+        coco = _load_coco(generate_synthetic_benchmark(str(root), **SMALL), split)
+        assert len(dicts) == len(coco["images"])
+        expected = {}
+        for annotation in coco["annotations"]:
+            expected.setdefault(annotation["image_id"], []).append(
+                (annotation["bbox"], annotation["category_id"] - 1)
+            )
+        for record in dicts:
+            assert record["file_name"] == os.path.join(
+                metadata.image_root, f"{record['image_id']:06d}.png"
+            )
+            assert [a["bbox_mode"] for a in record["annotations"]] == [BoxMode.XYWH_ABS] * len(
+                record["annotations"]
+            )
+            got = [(a["bbox"], a["category_id"]) for a in record["annotations"]]
+            assert got == expected[record["image_id"]]
+
+    metadata = MetadataCatalog.get(names["ood_test"])
+    assert metadata.is_ood is True and metadata.evaluator_type == "ood"
+    assert metadata.thing_classes == metadata.id_classes == list(SYNTHETIC_ID_CLASSES)
+    assert metadata.json_file == str(root / "annotations" / "ood_test.json")
+    dicts = DatasetCatalog.get(names["ood_test"])
+    assert len(dicts) == 6
+    assert all(d["annotations"] == [] and (d["height"], d["width"]) == (96, 96) for d in dicts)
+    assert all(os.path.isfile(d["file_name"]) for d in dicts)
+
+
+def test_registration_skips_registered_names(tmp_path, catalogs):
+    register_synthetic_benchmark(str(tmp_path / "a"), name_prefix="test_synth_skip")
+    register_synthetic_benchmark(str(tmp_path / "b"), name_prefix="test_synth_skip")
+    assert MetadataCatalog.get("test_synth_skip_train").image_root == str(tmp_path / "a" / "train")
+
+
+def test_synthetic_sets_registered_at_import_under_detectron2_datasets():
+    root = os.path.join(default_datasets_root(), "synthetic")
+    for split in SYNTHETIC_SPLITS:
+        metadata = MetadataCatalog.get(f"synthetic_{split}")
+        assert metadata.image_root == os.path.join(root, split)
+        assert metadata.json_file == os.path.join(root, "annotations", f"{split}.json")
+        assert metadata.is_ood is (split == "ood_test")
