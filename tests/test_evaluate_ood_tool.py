@@ -1,0 +1,134 @@
+"""tools/train_net.py --eval-only and tools/evaluate_ood.py on the saved scores of two runs."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from detectron2.engine import default_argument_parser
+
+from test_ood_evaluator import SCORES, TINY_OOD, trained_ood_run
+from vos_det.evaluation import load_box_scores, ood_metrics, scores_file
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+evaluate_ood = _load_tool("evaluate_ood")
+
+
+def _median_threshold(folder: str, id_name: str) -> float:
+    """A class probability keeping at least half of the boxes of the ID set and of the OOD set."""
+    return min(
+        float(np.median(load_box_scores(scores_file(folder, name))["class_prob"]))
+        for name in (id_name, TINY_OOD)
+    )
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_datasets, tmp_path_factory):
+    """Two evaluation folders of the same 6-step model: "low" (threshold 0.05, evaluated by the
+    hook after training) and "median" (a threshold keeping half the boxes, evaluated by
+    train_net.py --eval-only)."""
+    low_cfg, _ = trained_ood_run(tiny_datasets, tmp_path_factory)
+    low_folder = os.path.join(low_cfg.OUTPUT_DIR, "inference")
+    median_cfg = low_cfg.clone()
+    median_cfg.defrost()
+    median_cfg.OUTPUT_DIR = str(tmp_path_factory.mktemp("median"))
+    median_cfg.MODEL.WEIGHTS = os.path.join(low_cfg.OUTPUT_DIR, "model_final.pth")
+    median_cfg.VOS.EVAL.SCORE_THRESHOLD = _median_threshold(low_folder, tiny_datasets[1])
+    config_file = Path(median_cfg.OUTPUT_DIR) / "eval.yaml"
+    config_file.write_text(median_cfg.dump())
+    args = default_argument_parser().parse_args(["--config-file", str(config_file), "--eval-only"])
+    eval_only_results = _load_tool("train_net").main(args)
+    folders = {"low": low_folder, "median": os.path.join(median_cfg.OUTPUT_DIR, "inference")}
+    return folders, eval_only_results, median_cfg.VOS.EVAL.SCORE_THRESHOLD
+
+
+def _saved(folder: str) -> dict:
+    return json.loads(Path(folder, "ood_results.json").read_text())
+
+
+def test_train_net_eval_only_runs_the_ood_protocol(two_runs, tiny_datasets):
+    folders, results, threshold = two_runs
+    saved = _saved(folders["median"])
+    assert saved["threshold"] == {"value": threshold, "source": "fixed", "per_class": {}}
+    assert 2 * saved["id_kept"] >= saved["id_boxes"] > 0
+    assert 2 * saved["ood"][TINY_OOD]["kept"] >= saved["ood"][TINY_OOD]["boxes"] > 0
+    assert results[tiny_datasets[1]]["ood_protocol"]["threshold"] == threshold
+    assert results[tiny_datasets[1]]["bbox"]["AP"] == saved["id_metrics"]["AP"]
+    for score in SCORES:
+        assert results[TINY_OOD][score] == saved["ood"][TINY_OOD]["metrics"][score]
+
+
+def test_tool_reproduces_both_runs_side_by_side(two_runs, tmp_path, capsys):
+    folders, _, _ = two_runs
+    out = tmp_path / "table.json"
+    results = evaluate_ood.main(
+        [f"--run=low={folders['low']}", "--run", f"median={folders['median']}"]
+        + ["--json", str(out)]
+    )
+    for name, folder in folders.items():
+        assert results[name].to_dict() == _saved(folder)
+    assert json.loads(out.read_text()) == {name: _saved(folder) for name, folder in folders.items()}
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "OOD set" in line)
+    assert header.index("low FPR95") < header.index("median FPR95")
+    row = next(line for line in lines if TINY_OOD in line and "| msp " in line)
+    expected = [
+        f"{_saved(folders[run])['ood'][TINY_OOD]['metrics']['msp'][key]:.2f}"
+        for run in ("low", "median")
+        for key in ("FPR95", "AUROC", "AUPR")
+    ]
+    assert [cell.strip() for cell in row.split("|")[3:-1]] == expected
+
+
+def test_threshold_override_applies_to_the_saved_scores(two_runs, tiny_datasets):
+    folders, _, _ = two_runs
+    threshold = _median_threshold(folders["low"], tiny_datasets[1])
+    result = evaluate_ood.main(["--run", f"low={folders['low']}", "--threshold", repr(threshold)])
+    result = result["low"]
+    id_arrays = load_box_scores(scores_file(folders["low"], tiny_datasets[1]))
+    ood_arrays = load_box_scores(scores_file(folders["low"], TINY_OOD))
+    id_kept = id_arrays["class_prob"] >= threshold
+    ood_kept = ood_arrays["class_prob"] >= threshold
+    assert (result.threshold.value, result.threshold.source) == (threshold, "fixed")
+    assert result.id_kept == np.count_nonzero(id_kept) > 0
+    assert result.ood[TINY_OOD].kept == np.count_nonzero(ood_kept) > 0
+    for score in SCORES:
+        assert result.ood[TINY_OOD].metrics[score] == ood_metrics(
+            id_arrays[score][id_kept], ood_arrays[score][ood_kept], 0.95
+        )
+
+
+def test_tool_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ood_results.json not found"):
+        evaluate_ood.main(["--run", f"empty={tmp_path}"])
+    with pytest.raises(SystemExit):
+        evaluate_ood.main(["--run", "no-equals-sign"])
+    with pytest.raises(SystemExit, match="must differ"):
+        evaluate_ood.main(["--run", f"a={tmp_path}", "--run", f"a={tmp_path}"])
+
+
+def test_tool_runs_from_the_command_line(two_runs):
+    folders, _, _ = two_runs
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "evaluate_ood.py")]
+        + [f"--run=low={folders['low']}", f"--run=median={folders['median']}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "low FPR95" in done.stdout and "median FPR95" in done.stdout
