@@ -192,8 +192,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             classes = self._outlier_classes()
             if bool(classes.any()):
                 means = self.queues.class_means()[classes]
+                # covariance() already holds the COV_EPS ridge: no second one.
                 outliers, _ = sample_virtual_outliers(
-                    means, self.queues.covariance(), self.num_candidates, self.num_select
+                    means, self.queues.covariance(), self.num_candidates, self.num_select, eps=0.0
                 )
                 ood_logits = self.cls_score(outliers.to(fg_features.dtype))[:, : self.num_classes]
                 ood_energy = self.uncertainty.energy(ood_logits)
