@@ -1,13 +1,14 @@
 # vos-det: one command sets up and tests, one runs the demo. Targets create .venv when missing.
 #   make setup [PYTHON=python3.12] [D2_SOURCE=<git URL or checkout>]
 #   make test
+#   make demo [QUICK=1]
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
 VENV_PYTHON := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.vos-det-setup
 
-.PHONY: setup test bench clean-venv
+.PHONY: setup test demo bench clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -22,6 +23,11 @@ $(SETUP_STAMP): setup.py tools/install_detectron2.py
 
 test: setup
 	$(VENV_PYTHON) -m pytest tests -q
+
+# The embedded benchmark: train vanilla and VOS, evaluate, print the table, write
+# output/demo/report.md. `make demo QUICK=1` runs a quarter of the schedule.
+demo: setup
+	$(VENV_PYTHON) tools/run_demo.py $(if $(QUICK),--quick)
 
 bench: setup
 	$(VENV_PYTHON) benchmarks/bench_synthesis.py

@@ -1,0 +1,1 @@
+"""Utilities: drawing detections."""
