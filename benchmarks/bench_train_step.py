@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Training-step cost of VOS vs the vanilla detector, measured side by side in one run.
 
-1. The same small CPU model (GN ResNet-18 FPN Faster R-CNN, 128x128 images, batch 4), vanilla
-   and VOS (past START_ITER, queues full), timed on the same batches in alternation.
+1. The demo's small CPU model (configs/Synthetic: GN ResNet-18 FPN Faster R-CNN, 128x128
+   images, batch 4), vanilla and VOS (past START_ITER, queues full), timed on the same batches in alternation.
 2. The VOS-specific work alone at the VOC shape (20 classes, 1024-d box features, queue 1000,
    10,000 candidates, 256 foreground boxes per step): queue push, statistics, outlier
    synthesis, the outliers' classification and the uncertainty loss with its backward pass.
@@ -24,30 +24,13 @@ from detectron2.utils.events import EventStorage
 import vos_det
 from vos_det.modeling import VOSOutputLayers
 
-SMALL_MODEL = {
-    "MODEL.DEVICE": "cpu",
-    "MODEL.WEIGHTS": "",
-    "MODEL.RESNETS.DEPTH": 18,
-    "MODEL.RESNETS.RES2_OUT_CHANNELS": 64,
-    "MODEL.RESNETS.NORM": "GN",
-    "MODEL.RESNETS.STRIDE_IN_1X1": False,
-    "MODEL.BACKBONE.FREEZE_AT": 0,
-    "MODEL.FPN.NORM": "GN",
-    "MODEL.FPN.OUT_CHANNELS": 128,
-    "MODEL.ANCHOR_GENERATOR.SIZES": [[16], [32], [64], [128], [256]],
-    "MODEL.ROI_HEADS.NUM_CLASSES": 5,
-    "MODEL.ROI_BOX_HEAD.FC_DIM": 256,
-    "VOS.QUEUE_SIZE": 200,
-    "VOS.START_ITER": 0,
-}
-
 
 def small_model(vos_enabled: bool):
+    """The demo's model (configs/Synthetic), built untrained, past START_ITER."""
     cfg = get_cfg()
     vos_det.add_vos_config(cfg)
-    cfg.merge_from_file(vos_det.model_zoo.get_config_file("Base-VOS-RCNN-FPN.yaml"))
-    overrides = dict(SMALL_MODEL, **{"VOS.ENABLED": vos_enabled})
-    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
+    cfg.merge_from_file(vos_det.model_zoo.get_config_file("Synthetic/vos.yaml"))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "VOS.START_ITER", 0, "VOS.ENABLED", vos_enabled])
     torch.manual_seed(0)
     return build_model(cfg).train()
 
