@@ -1,4 +1,5 @@
 """Drawing open-set detections: each box labelled with its class and ID-ness, green or red."""
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -10,7 +11,18 @@ __all__ = ["draw_open_set_detections"]
 
 ID_COLOUR = (0.1, 0.8, 0.1)
 OOD_COLOUR = (0.9, 0.1, 0.1)
-MIN_SHORT_SIDE = 384  # pixels: small images are upscaled so the labels stay readable
+MIN_SHORT_SIDE = 384  # pixels: smaller images are upscaled so that the labels stay readable
+MIN_FONT_POINTS = 14.0  # Visualizer's default font size in the drawn picture, at least
+
+
+def _font_size_scale(height: int, width: int, scale: float) -> float:
+    """The ``font_size_scale`` that brings Visualizer's default font to ``MIN_FONT_POINTS``.
+
+    Visualizer's default font size is ``max(sqrt(H * W) // 90, 10 // scale)``, drawn ``scale``
+    times larger; on small upscaled images that gives labels of a few points only.
+    """
+    default = max(np.sqrt(height * width) // 90, 10 // scale) * scale
+    return max(1.0, MIN_FONT_POINTS / default)
 
 
 def draw_open_set_detections(
@@ -23,17 +35,21 @@ def draw_open_set_detections(
 
     Args:
         image_rgb (ndarray): (H, W, 3) uint8 RGB image.
-        instances (Instances): detections on the CPU with ``pred_boxes``, ``scores``,
+        instances (Instances): R detections on the CPU with ``pred_boxes``, ``scores``,
             ``pred_classes``, ``id_scores`` and optionally ``is_ood``.
-        class_names (Sequence[str]): names of the ID classes.
-        ood_threshold (float or None): flag boxes with ``id_scores`` below it; when None the
-            ``is_ood`` field decides (all ID when there is none).
+        class_names (Sequence[str]): names of the ID classes, indexed by ``pred_classes``.
+        ood_threshold (float or None): flag the boxes whose ``id_scores`` fall below it; when
+            None the ``is_ood`` field decides, and without that field every box is ID.
 
     Returns:
-        ndarray: (H', W', 3) uint8 RGB picture, upscaled so its short side is at least 384 px.
+        ndarray: (H', W', 3) uint8 RGB picture, upscaled so that its short side is at least
+        ``MIN_SHORT_SIDE`` (384) pixels; H' = H and W' = W for larger images.
     """
-    scale = max(1.0, MIN_SHORT_SIDE / min(image_rgb.shape[:2]))
-    visualizer = Visualizer(image_rgb, scale=scale)
+    height, width = image_rgb.shape[:2]
+    scale = max(1.0, MIN_SHORT_SIDE / min(height, width))
+    visualizer = Visualizer(
+        image_rgb, scale=scale, font_size_scale=_font_size_scale(height, width, scale)
+    )
     if ood_threshold is not None:
         is_ood = instances.id_scores < ood_threshold
     elif instances.has("is_ood"):

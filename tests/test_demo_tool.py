@@ -1,0 +1,221 @@
+"""tools/demo.py end to end on a tiny trained model, and the colours of the drawn boxes."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.engine import DefaultPredictor
+from detectron2.structures import Boxes, Instances
+
+from tiny_detection import CLASS_COLOURS, tiny_cfg
+from vos_det.engine import VOSTrainer
+from vos_det.utils import draw_open_set_detections
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "tools" / "demo.py"
+MAX_DETECTIONS = 20  # per image: enough to check, few enough to draw fast
+
+
+def _load_demo():
+    spec = importlib.util.spec_from_file_location("demo", DEMO)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_image(path: Path, height: int, width: int, seed: int) -> None:
+    """Noise with two of the tiny dataset's coloured rectangles, as a BGR PNG."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+    for colour, (x0, y0) in zip(rng.permutation(CLASS_COLOURS)[:2], [(8, 8), (60, 40)]):
+        cv2.rectangle(image, (x0, y0), (x0 + 40, y0 + 30), tuple(int(c) for c in colour), -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), image)
+
+
+def _run_demo(config: Path, weights: Path, output: Path, ood_threshold: float, *inputs: str):
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    )
+    command = [sys.executable, str(DEMO), "--config-file", str(config), "--input", *inputs]
+    command += ["--output", str(output), "--confidence-threshold", "0.0"]
+    command += ["--ood-threshold", repr(ood_threshold), "MODEL.WEIGHTS", str(weights)]
+    command += ["TEST.DETECTIONS_PER_IMAGE", str(MAX_DETECTIONS)]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def model_files(tiny_datasets, tmp_path_factory):
+    """A VOS model trained 6 steps: (config YAML, weights, the frozen config)."""
+    root = tmp_path_factory.mktemp("demo_run")
+    cfg = tiny_cfg(*tiny_datasets, str(root))
+    cfg.DATASETS.TEST = ()  # no evaluation after training
+    cfg.freeze()
+    trainer = VOSTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    config = root / "config.yaml"
+    config.write_text(cfg.dump())
+    return config, root / "model_final.pth", cfg
+
+
+def _middle_gap(scores: np.ndarray) -> float:
+    """A threshold in the widest gap between the middle half of ``scores``: some fall each side."""
+    ordered = np.sort(scores)
+    low, high = len(ordered) // 4, max(3 * len(ordered) // 4, len(ordered) // 4 + 1)
+    gaps = ordered[low + 1 : high + 1] - ordered[low:high]
+    index = low + int(np.argmax(gaps))
+    assert gaps.max() > 1e-4, "the ID scores are too close to split robustly"
+    return float(ordered[index] + ordered[index + 1]) / 2
+
+
+@pytest.fixture(scope="module")
+def demo_run(model_files, tmp_path_factory):
+    """The demo on a single image (96x128), a folder (2 images) and a glob (2 of 3 images),
+    with an OOD threshold splitting the in-process predictor's ID scores on the single image.
+
+    Returns:
+        (result, inputs folder, output folder, OOD threshold, in-process instances)
+    """
+    config, weights, cfg = model_files
+    root = tmp_path_factory.mktemp("demo_inputs")
+    _write_image(root / "single" / "solo.png", 96, 128, seed=0)
+    _write_image(root / "folder" / "a.png", 128, 128, seed=1)
+    _write_image(root / "folder" / "b.png", 128, 128, seed=2)
+    (root / "folder" / "notes.txt").write_text("not an image")
+    for index, name in enumerate(["g1.png", "g2.png", "other.png"]):
+        _write_image(root / "globbed" / name, 128, 128, seed=3 + index)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = str(weights)
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    cfg.TEST.DETECTIONS_PER_IMAGE = MAX_DETECTIONS
+    image = cv2.imread(str(root / "single" / "solo.png"))
+    expected = DefaultPredictor(cfg)(image)["instances"]
+    threshold = _middle_gap(expected.id_scores.numpy())
+    output = root / "out"
+    inputs = [str(root / "single" / "solo.png"), str(root / "folder"), str(root / "globbed/g*.png")]
+    result = _run_demo(config, weights, output, threshold, *inputs)
+    return result, root, output, threshold, expected
+
+
+def test_demo_writes_upscaled_pictures_and_detections(demo_run):
+    result, _, output, threshold, _ = demo_run
+    assert result.returncode == 0, result.stderr
+    expected = {"solo.png": (384, 512), "a.png": (384, 384), "b.png": (384, 384)}
+    expected.update({"g1.png": (384, 384), "g2.png": (384, 384)})
+    for name, shape in expected.items():
+        picture = cv2.imread(str(output / name))
+        assert picture is not None and picture.shape == (*shape, 3), name
+    assert not (output / "other.png").exists()
+    records = json.loads((output / "detections.json").read_text())
+    assert [Path(r["file_name"]).name for r in records] == list(expected)
+    for record in records:
+        size = (96, 128) if "solo" in record["file_name"] else (128, 128)
+        assert (record["height"], record["width"]) == size
+        assert 0 < len(record["detections"]) <= MAX_DETECTIONS, record["file_name"]
+        for detection in record["detections"]:
+            assert detection["is_ood"] == (detection["id_score"] < threshold)
+            assert detection["class"] == f"class {detection['class_id']}"
+            assert 0.0 <= detection["score"] <= 1.0 and len(detection["box"]) == 4
+    log = result.stdout + result.stderr
+    for record in records:
+        flagged = sum(d["is_ood"] for d in record["detections"])
+        count = len(record["detections"])
+        assert f"{record['file_name']}: {count} detections, {flagged} flagged OOD" in log
+
+
+def test_demo_scores_match_the_predictor_in_process(demo_run):
+    _, _, output, threshold, instances = demo_run
+    detections = json.loads((output / "detections.json").read_text())[0]["detections"]
+    assert len(detections) == len(instances)
+    np.testing.assert_allclose(
+        [d["id_score"] for d in detections], instances.id_scores.numpy(), rtol=0, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        [d["box"] for d in detections], instances.pred_boxes.tensor.numpy(), rtol=0, atol=1e-3
+    )
+    assert [d["class_id"] for d in detections] == instances.pred_classes.tolist()
+    is_ood = [d["is_ood"] for d in detections]
+    assert is_ood == (instances.id_scores < threshold).tolist()
+    assert any(is_ood) and not all(is_ood)
+
+
+def test_corrupt_image_is_named_skipped_and_fails_the_run(model_files, tmp_path):
+    config, weights, _ = model_files
+    _write_image(tmp_path / "in" / "good.png", 128, 128, seed=7)
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not a picture")
+    result = _run_demo(config, weights, tmp_path / "out", 0.5, str(tmp_path / "in"))
+    assert result.returncode == 1
+    log = result.stdout + result.stderr
+    assert f"{tmp_path / 'in' / 'broken.png'}: cannot read the image" in log
+    assert (tmp_path / "out" / "good.png").is_file()
+    assert not (tmp_path / "out" / "broken.png").exists()
+    records = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert [Path(r["file_name"]).name for r in records] == ["good.png"]
+
+
+def test_glob_matching_nothing_is_a_clear_error(model_files, tmp_path):
+    config, weights, _ = model_files
+    pattern = str(tmp_path / "nowhere" / "*.jpg")
+    result = _run_demo(config, weights, tmp_path / "out", 0.5, pattern)
+    assert result.returncode == 2
+    assert f"--input '{pattern}' matched no image" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_weights_and_colliding_names_are_clear_errors(tmp_path):
+    demo = _load_demo()
+    with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS file not found: .*nope.pth"):
+        demo.check_weights(str(tmp_path / "nope.pth"))
+    with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS is empty"):
+        demo.check_weights("")
+    for folder in ("x", "y"):
+        _write_image(tmp_path / folder / "same.png", 64, 64, seed=0)
+    with pytest.raises(ValueError, match="share the file name 'same.png'"):
+        demo.collect_inputs([str(tmp_path / "x"), str(tmp_path / "y" / "same.png")])
+    only = str(tmp_path / "x" / "same.png")
+    assert demo.collect_inputs([only, str(tmp_path / "x"), only]) == [only]
+
+
+def _edge_colour(picture: np.ndarray, box, scale: int) -> np.ndarray:
+    """Mean RGB colour around the middle of a box's right edge in the drawn picture."""
+    x, y = int(box[2] * scale), int((box[1] + box[3]) / 2 * scale)
+    return picture[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3).astype(float).mean(axis=0)
+
+
+@pytest.mark.parametrize(
+    "fields, ood_threshold, expected_ood",
+    [
+        ({"is_ood": torch.tensor([False, True])}, None, [False, True]),
+        ({}, 0.5, [False, True]),
+        ({"is_ood": torch.tensor([True, False])}, 0.5, [False, True]),  # the threshold decides
+        ({}, None, [False, False]),
+    ],
+)
+def test_drawn_boxes_are_green_when_id_and_red_when_ood(fields, ood_threshold, expected_ood):
+    boxes = [[10.0, 10.0, 60.0, 110.0], [70.0, 10.0, 120.0, 110.0]]
+    instances = Instances(
+        (128, 128),
+        pred_boxes=Boxes(torch.tensor(boxes)),
+        scores=torch.tensor([0.9, 0.8]),
+        pred_classes=torch.tensor([0, 1]),
+        id_scores=torch.tensor([0.9, 0.2]),
+        **fields,
+    )
+    image = np.full((128, 128, 3), 128, dtype=np.uint8)
+    picture = draw_open_set_detections(image, instances, ["cat", "dog"], ood_threshold)
+    assert picture.shape == (384, 384, 3) and picture.dtype == np.uint8
+    for box, ood in zip(boxes, expected_ood):
+        red, green, _ = _edge_colour(picture, box, scale=3)
+        if ood:
+            assert red > green + 50, (red, green)
+        else:
+            assert green > red + 50, (red, green)
