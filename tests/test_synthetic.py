@@ -209,6 +209,7 @@ def test_invalid_parameters_are_rejected(tmp_path, overrides, message):
 def test_second_call_reuses_the_folder(tmp_path, caplog):
     paths = _generate(tmp_path / "bench")
     before = _mtimes(paths["root"])
+    caplog.clear()  # only the second call's records count (other tests may enable INFO logs)
     with caplog.at_level("INFO", logger="vos_det.data.synthetic"):
         assert _generate(tmp_path / "bench") == paths
     assert _mtimes(paths["root"]) == before
