@@ -78,7 +78,8 @@ def bench_small_model(steps: int) -> None:
                     times[name].append(elapsed)
     vanilla, vos = (statistics.median(times[k]) * 1e3 for k in ("vanilla", "vos"))
     print(
-        f"demo model (configs/Synthetic, GN R18-FPN, 128x128, batch 4, 5 classes, 256-d), {steps} steps each, median:"
+        "demo model (configs/Synthetic, GN R18-FPN, 128x128, batch 4, 5 classes, 256-d), "
+        f"{steps} steps each, median:"
     )
     print(f"  vanilla step        {vanilla:8.1f} ms")
     print(f"  VOS step            {vos:8.1f} ms")
