@@ -1,6 +1,5 @@
 """tools/demo.py end to end on a tiny trained model, and the colours of the drawn boxes."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,19 +14,13 @@ from detectron2.engine import DefaultPredictor
 from detectron2.structures import Boxes, Instances
 
 from tiny_detection import CLASS_COLOURS, tiny_cfg
+from tool_scripts import load_tool
 from vos_det.engine import VOSTrainer
 from vos_det.utils import draw_open_set_detections
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tools" / "demo.py"
 MAX_DETECTIONS = 20  # per image: enough to check, few enough to draw fast
-
-
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_image(path: Path, height: int, width: int, seed: int) -> None:
@@ -172,7 +165,7 @@ def test_glob_matching_nothing_is_a_clear_error(model_files, tmp_path):
 
 
 def test_missing_weights_and_colliding_names_are_clear_errors(tmp_path):
-    demo = _load_demo()
+    demo = load_tool("demo")
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS file not found: .*nope.pth"):
         demo.check_weights(str(tmp_path / "nope.pth"))
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS is empty"):

@@ -1,6 +1,5 @@
 """tools/train_net.py --eval-only and tools/evaluate_ood.py on the saved scores of two runs."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,19 +11,13 @@ import pytest
 from detectron2.engine import default_argument_parser
 
 from test_ood_evaluator import SCORES, TINY_OOD, trained_ood_run
+from tool_scripts import load_tool
 from vos_det.evaluation import load_box_scores, ood_metrics, scores_file
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-evaluate_ood = _load_tool("evaluate_ood")
+evaluate_ood = load_tool("evaluate_ood")
 
 
 def _median_threshold(folder: str, id_name: str) -> float:
@@ -50,7 +43,7 @@ def two_runs(tiny_datasets, tmp_path_factory):
     config_file = Path(median_cfg.OUTPUT_DIR) / "eval.yaml"
     config_file.write_text(median_cfg.dump())
     args = default_argument_parser().parse_args(["--config-file", str(config_file), "--eval-only"])
-    eval_only_results = _load_tool("train_net").main(args)
+    eval_only_results = load_tool("train_net").main(args)
     folders = {"low": low_folder, "median": os.path.join(median_cfg.OUTPUT_DIR, "inference")}
     return folders, eval_only_results, median_cfg.VOS.EVAL.SCORE_THRESHOLD
 

@@ -12,17 +12,9 @@ from pathlib import Path
 
 import pytest
 
-INSTALLER_PATH = Path(__file__).resolve().parents[1] / "tools" / "install_detectron2.py"
+from tool_scripts import load_tool
 
-
-def _load_installer():
-    spec = importlib.util.spec_from_file_location("install_detectron2", INSTALLER_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-installer = _load_installer()
+installer = load_tool("install_detectron2")
 
 
 def _build_platform_wheel(directory: Path) -> Path:
