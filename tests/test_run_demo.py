@@ -1,37 +1,27 @@
 """`make demo`'s entry point, end to end on a tiny synthetic benchmark (a few iterations)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from vos_det.data import register_synthetic_benchmark
-
-RUN_DEMO = Path(__file__).resolve().parents[1] / "tools" / "run_demo.py"
-
-
-def _load_run_demo():
-    spec = importlib.util.spec_from_file_location("run_demo", RUN_DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tool_scripts import load_tool
+from vos_det.engine import train_and_evaluate_all
 
 
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("tinysyn")
-    names = register_synthetic_benchmark(
-        str(root / "data"), name_prefix="tinysyn", num_train=8, num_id_test=4, num_ood_test=4
-    )
     output = root / "demo"
     overrides = [
-        "DATASETS.TRAIN", (names["train"],), "DATASETS.TEST", (names["id_test"], names["ood_test"]),
         "SOLVER.MAX_ITER", 4, "SOLVER.STEPS", (), "SOLVER.WARMUP_ITERS", 0,
         "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0,
         "VOS.START_ITER", 2, "VOS.QUEUE_SIZE", 4, "VOS.MIN_QUEUE_FILL", 1,
         "VOS.NUM_CANDIDATES", 100, "VOS.EVAL.SCORE_THRESHOLD", 0.0,
     ]
-    report = _load_run_demo().main(["--output", str(output)] + [str(x) for x in overrides])
+    arguments = ["--output", str(output), "--images", "8", "4", "4", "--data-root",
+                 str(root / "data"), "--jobs", "2"]
+    report = load_tool("run_demo").main(arguments + [str(x) for x in overrides])
+    names = {split: f"demo_synthetic_{split}" for split in ("train", "id_test", "ood_test")}
     return Path(report), output, names
 
 
@@ -56,3 +46,19 @@ def test_demo_table_numbers_match_the_saved_results(demo_report):
         results = json.loads((output / variant / "inference" / "ood_results.json").read_text())
         fpr = results["ood"][names["ood_test"]]["metrics"]["energy"]["FPR95"]
         assert f"{fpr:.2f}" in text
+
+
+def test_printed_evaluation_output_goes_to_each_runs_log(demo_report):
+    _, output, _ = demo_report
+    for variant in ("vanilla", "vos"):
+        log = (output / variant / "log.txt").read_text()
+        assert "Average Precision" in log  # pycocotools' table, printed during evaluation
+        assert "Starting training from iteration 0" in log
+
+
+def test_jobs_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        load_tool("run_demo").main(["--jobs", "0"])
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        train_and_evaluate_all({}, jobs=0)

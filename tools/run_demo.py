@@ -5,15 +5,16 @@ open-set set, evaluate ID mAP and OOD metrics, print the table and write a repor
     python tools/run_demo.py                    # the full demo (about 15 minutes on 2 cores)
     python tools/run_demo.py --quick            # a shorter schedule for a first look
     python tools/run_demo.py --output output/demo SOLVER.MAX_ITER 200   # config overrides
+    python tools/run_demo.py --images 800 200 200   # a benchmark of another size
+
+Both models train at the same time, one process each (``--jobs 1``: one after the other).
 
 Writes ``<output>/{vanilla,vos}/`` (checkpoints, ``inference/`` scores, ``ood_results.json``,
 plots), ``<output>/report.md`` with the table and pictures, and ``<output>/log.txt``.
 """
 import argparse
-import logging
+import functools
 import os
-import sys
-import time
 from typing import Dict, List, Optional
 
 import cv2
@@ -21,11 +22,11 @@ import numpy as np
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor
-from detectron2.utils.env import seed_all_rng
-from detectron2.utils.logger import setup_logger
 
 import vos_det
-from vos_det.engine import ProgressBar, VOSTrainer
+from vos_det.data.ood_datasets import default_datasets_root
+from vos_det.data.synthetic import SYNTHETIC_SPLITS, register_synthetic_benchmark
+from vos_det.engine import log_to_file, train_and_evaluate_all
 from vos_det.evaluation import (
     OOD_RESULTS_FILE,
     format_table,
@@ -37,13 +38,12 @@ from vos_det.evaluation import (
 from vos_det.evaluation.report import PLOTS_FOLDER
 from vos_det.utils.visualize import draw_open_set_detections
 
-logger = logging.getLogger("vos_det.demo")
-
 VARIANTS = {"vanilla": "Synthetic/vanilla.yaml", "vos": "Synthetic/vos.yaml"}
-# A quick look: a quarter of the schedule, the uncertainty loss over its last third.
-QUICK_OVERRIDES = ["SOLVER.MAX_ITER", 120, "SOLVER.STEPS", (90,), "VOS.START_ITER", 80,
-                   "SOLVER.CHECKPOINT_PERIOD", 120]
+# A quick look: a quarter of the schedule, the uncertainty loss over its last 3/8.
+QUICK_OVERRIDES = ["SOLVER.MAX_ITER", 200, "SOLVER.STEPS", (150,), "VOS.START_ITER", 125,
+                   "SOLVER.CHECKPOINT_PERIOD", 200]
 PICTURES_PER_SET = 3
+DEMO_PREFIX = "demo_synthetic"  # dataset names of a benchmark chosen with --images/--data-root
 
 
 def build_cfg(variant: str, output: str, quick: bool, opts: List[str]):
@@ -55,17 +55,6 @@ def build_cfg(variant: str, output: str, quick: bool, opts: List[str]):
     vos_det.validate_vos_config(cfg)
     cfg.freeze()
     return cfg
-
-
-def train_and_evaluate(cfg, variant: str) -> float:
-    """Train (same seed for every variant); the trainer evaluates at the end. Returns seconds."""
-    seed_all_rng(cfg.SEED)
-    start = time.perf_counter()
-    trainer = VOSTrainer(cfg)
-    trainer.register_hooks([ProgressBar(description=f"{variant:>7s}")])
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    return time.perf_counter() - start
 
 
 def id_pass_threshold(cfg, tpr: float) -> float:
@@ -99,11 +88,12 @@ def draw_examples(cfg, ood_threshold: float, folder: str) -> List[str]:
     return paths
 
 
-def write_report(output: str, table: str, seconds: Dict[str, float], cfgs: dict,
+def write_report(output: str, table: str, seconds: Dict[str, float], jobs: int, cfgs: dict,
                  thresholds: Dict[str, float], pictures: Dict[str, List[str]]) -> str:
     lines = ["# vos-det demo: synthetic open-set benchmark", ""]
     lines += [f"Training and evaluation took {seconds['vanilla']:.0f} s (vanilla) and "
-              f"{seconds['vos']:.0f} s (VOS) on this machine; "
+              f"{seconds['vos']:.0f} s (VOS) on this machine, "
+              f"{'side by side' if jobs > 1 else 'one after the other'}; "
               f"{cfgs['vos'].SOLVER.MAX_ITER} iterations each, VOS loss from iteration "
               f"{cfgs['vos'].VOS.START_ITER}.", "", table, ""]
     for variant, paths in pictures.items():
@@ -123,22 +113,54 @@ def write_report(output: str, table: str, seconds: Dict[str, float], cfgs: dict,
     return path
 
 
+def benchmark_setup(images: Optional[List[int]], data_root: Optional[str]):
+    """The dataset names of the benchmark to use, and what registers them in a fresh process.
+
+    Without ``images`` and ``data_root``: the built-in ``synthetic_*`` datasets (registered by
+    ``import vos_det``). Otherwise a benchmark of ``images`` = [train, ID test, OOD test] images
+    (default sizes when None) under ``data_root`` (default
+    ``$DETECTRON2_DATASETS/synthetic_<train>_<id>_<ood>``), registered as ``demo_synthetic_*``.
+
+    Returns:
+        tuple: (dict split -> dataset name, setup callable or None).
+    """
+    if images is None and data_root is None:
+        return {split: f"synthetic_{split}" for split in SYNTHETIC_SPLITS}, None
+    sizes = dict(zip(("num_train", "num_id_test", "num_ood_test"), images or ()))
+    if data_root is None:
+        data_root = os.path.join(default_datasets_root(), "_".join(["synthetic", *map(str, images)]))
+    for split in SYNTHETIC_SPLITS:  # a name left from an earlier call may point elsewhere
+        for catalog in (DatasetCatalog, MetadataCatalog):
+            if f"{DEMO_PREFIX}_{split}" in catalog:
+                catalog.remove(f"{DEMO_PREFIX}_{split}")
+    setup = functools.partial(register_synthetic_benchmark, data_root, DEMO_PREFIX, **sizes)
+    return setup(), setup
+
+
 def main(argv: Optional[List[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/demo", help="folder for runs and report")
     parser.add_argument("--quick", action="store_true", help="a quarter of the schedule")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="models trained at the same time, one process each (default: 2 "
+                             "when there are 2 or more cores)")
+    parser.add_argument("--images", type=int, nargs=3, metavar=("TRAIN", "ID_TEST", "OOD_TEST"),
+                        help="generate a benchmark with these numbers of images instead of the "
+                             "built-in one")
+    parser.add_argument("--data-root", help="folder of that benchmark (default: "
+                        "$DETECTRON2_DATASETS/synthetic_<TRAIN>_<ID_TEST>_<OOD_TEST>)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     os.makedirs(args.output, exist_ok=True)
-    # Detailed logs go to a file; the terminal shows progress bars and the table.
-    setup_logger(os.path.join(args.output, "log.txt"), name="detectron2", abbrev_name="d2")
-    setup_logger(os.path.join(args.output, "log.txt"), name="vos_det")
-    for name in ("detectron2", "vos_det", "fvcore"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.stderr):
-                handler.setLevel(logging.WARNING)
-    cfgs = {v: build_cfg(v, args.output, args.quick, args.opts) for v in VARIANTS}
-    seconds = {v: train_and_evaluate(cfg, v) for v, cfg in cfgs.items()}
+    log_to_file(os.path.join(args.output, "log.txt"))
+    datasets, setup = benchmark_setup(args.images, args.data_root)
+    dataset_opts = ["DATASETS.TRAIN", (datasets["train"],),
+                    "DATASETS.TEST", (datasets["id_test"], datasets["ood_test"])]
+    cfgs = {v: build_cfg(v, args.output, args.quick, dataset_opts + args.opts) for v in VARIANTS}
+    DatasetCatalog.get(datasets["train"])  # generate the data once, before the runs start
+    seconds = train_and_evaluate_all(cfgs, args.jobs, setup)
     results = {v: read_ood_results(os.path.join(cfg.OUTPUT_DIR, "inference", OOD_RESULTS_FILE))
                for v, cfg in cfgs.items()}
     table = format_table(results)
@@ -146,7 +168,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     thresholds = {v: id_pass_threshold(cfg, results[v].tpr) for v, cfg in cfgs.items()}
     pictures = {v: draw_examples(cfg, thresholds[v], os.path.join(args.output, "pictures", v))
                 for v, cfg in cfgs.items()}
-    report = write_report(args.output, table, seconds, cfgs, thresholds, pictures)
+    report = write_report(args.output, table, seconds, args.jobs, cfgs, thresholds, pictures)
     print(f"report: {report}")
     return report
 

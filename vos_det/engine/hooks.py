@@ -8,8 +8,14 @@ __all__ = ["ProgressBar"]
 class ProgressBar(HookBase):
     """A tqdm progress bar over the iterations, with ETA and the latest total loss."""
 
-    def __init__(self, description: str = "train"):
+    def __init__(self, description: str = "train", position: int = 0):
+        """
+        Args:
+            description (str): label in front of the bar.
+            position (int): terminal line of the bar, for several bars at once (0 = first).
+        """
         self._description = description
+        self._position = position
         self._bar = None
 
     def before_train(self):
@@ -18,6 +24,7 @@ class ProgressBar(HookBase):
             initial=self.trainer.start_iter,
             desc=self._description,
             unit="it",
+            position=self._position,
             dynamic_ncols=True,
         )
 
