@@ -1,11 +1,15 @@
 """The embedded synthetic benchmark: procedural shape images for open-set detection.
 
 Each image is a textured, cluttered background (colour gradient, smooth blotches, pixel noise,
-thin lines, scribbles and small dots that are not objects) with one to four filled shapes of
-random size, colour and rotation drawn on top; later shapes may partially hide earlier ones.
+a few thin lines and small dots that are not objects) with one to four filled shapes of random
+size, colour and rotation drawn on top; later shapes may partially hide earlier ones.
 
-* ID classes (trained and evaluated): circle, square, triangle, ellipse, pentagon.
+* ID classes (trained and evaluated): circle, square, triangle.
 * OOD classes (never in the ID splits): star, cross, ring, crescent.
+
+Three ID classes keep the benchmark learnable from scratch on a CPU: a GN ResNet-18 FPN reaches
+about 60-80 AP50 in 800 iterations, where five classes (adding ellipse and pentagon) and denser
+clutter left it near AP50 30-45 (measurements in the README).
 
 :func:`generate_synthetic_benchmark` writes, under a root folder::
 
@@ -17,7 +21,7 @@ random size, colour and rotation drawn on top; later shapes may partially hide e
     annotations/ood_test.json   COCO format: the images, and their OOD objects for reference
     MANIFEST.json               generation parameters and the sha256 of every file
 
-Category ids are 1-5 for the ID classes and 6-9 for the OOD classes. A box is the tight extent
+Category ids are 1-3 for the ID classes and 4-7 for the OOD classes. A box is the tight extent
 of the full shape in pixels (pixel ``i`` covers ``[i, i + 1)``), also where a later shape hides
 part of it; no shape is more than 60% hidden. Each annotation also records the shape's drawing
 parameters (``"shape"``, see :class:`ShapeSpec`), its ``"visible_fraction"`` and, as ``"area"``,
@@ -60,12 +64,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_ID_CLASSES = ("circle", "square", "triangle", "ellipse", "pentagon")
+SYNTHETIC_ID_CLASSES = ("circle", "square", "triangle")
 SYNTHETIC_OOD_CLASSES = ("star", "cross", "ring", "crescent")
 SYNTHETIC_SPLITS = ("train", "id_test", "ood_test")
 
 # Bump when the generated content changes: folders written by another version are regenerated.
-_GENERATOR_VERSION = 1
+_GENERATOR_VERSION = 2
 _MANIFEST = "MANIFEST.json"
 _OWNED_ENTRIES = {*SYNTHETIC_SPLITS, "annotations", _MANIFEST}
 _CATEGORY_IDS = {
@@ -82,20 +86,19 @@ _REFERENCE_SIZE = 128
 _MIN_IMAGE_SIZE = 64
 _RADIUS_RANGE = (9.0, 24.0)  # circumradius of a shape: 18-48 px across
 _MAX_OBJECTS = 4  # shapes per image: 1 to _MAX_OBJECTS
-_NEAR_PLACEMENT_PROBABILITY = 0.4  # chance to put a shape next to an earlier one (occlusion)
+_NEAR_PLACEMENT_PROBABILITY = 0.2  # chance to put a shape next to an earlier one (occlusion)
 _PLACEMENT_ATTEMPTS = 20
 _MIN_VISIBLE_FRACTION = 0.4  # no shape may be more than 60% hidden by later ones
 _MIN_COLOUR_DISTANCE = 100.0  # RGB distance between a shape and the background it covers
 _COLOUR_CANDIDATES = 8
 # Shape proportion ("detail") ranges; shapes missing here have none.
 _DETAIL_RANGES = {
-    "ellipse": (0.45, 0.7),  # minor / major axis
     "star": (0.4, 0.55),  # inner / outer radius
     "cross": (0.3, 0.45),  # half arm width / radius
     "ring": (0.45, 0.65),  # hole radius / radius
     "crescent": (0.35, 0.6),  # offset of the cut-out disc / radius
 }
-_REGULAR_POLYGONS = {"square": (4, 45.0), "triangle": (3, 90.0), "pentagon": (5, 90.0)}
+_REGULAR_POLYGONS = {"square": (4, 45.0), "triangle": (3, 90.0)}
 _ROUND_VERTICES = 64
 _SUPERSAMPLING = 4  # sub-pixels per pixel side when rasterising shapes
 _FIXED_POINT_SHIFT = 4  # polygon vertices are given to OpenCV with 1/16 sub-pixel precision
@@ -111,9 +114,9 @@ class ShapeSpec:
         radius (float): circumradius in pixels: the shape lies within this distance of the
             centre.
         angle (float): rotation in degrees.
-        detail (float): proportion of the shape (see ``_DETAIL_RANGES``): ellipse minor/major
-            axis, star inner/outer radius, cross half arm width, ring hole radius, crescent
-            cut-out offset, each relative to ``radius``; 0 for the other shapes.
+        detail (float): proportion of the shape (see ``_DETAIL_RANGES``): star inner/outer
+            radius, cross half arm width, ring hole radius, crescent cut-out offset, each
+            relative to ``radius``; 0 for the other shapes.
         colour (tuple[int, int, int]): fill colour (R, G, B), 0-255.
     """
 
@@ -663,8 +666,8 @@ def _pick_colour(
 def _background(rng: np.random.Generator, image_size: int) -> np.ndarray:
     """A textured, cluttered background without any shape-like object.
 
-    Colour gradient + smooth blotches + thin lines, scribbles and dots (at most 9 px across at
-    128 px, half the smallest shape) + pixel noise.
+    Colour gradient + smooth blotches + up to three thin lines and four dots (at most 7 px
+    across at 128 px, well below the smallest shape) + pixel noise.
 
     Args:
         rng (np.random.Generator): source of randomness (consumed).
@@ -684,25 +687,19 @@ def _background(rng: np.random.Generator, image_size: int) -> np.ndarray:
     blotches = rng.normal(0.0, rng.uniform(10.0, 30.0), size=(cells, cells, 3)).astype(np.float32)
     image += cv2.resize(blotches, (image_size, image_size), interpolation=cv2.INTER_CUBIC)
 
-    def point(low: float = 0.0, high: float = image_size) -> Tuple[int, int]:
-        x, y = rng.uniform(low, high, size=2)
+    def point() -> Tuple[int, int]:
+        x, y = rng.uniform(0.0, image_size, size=2)
         return int(x), int(y)
 
     def colour() -> Tuple[float, float, float]:
         return tuple(float(c) for c in rng.uniform(0.0, 255.0, size=3))
 
-    for _ in range(int(rng.integers(3, 11))):  # lines across the image
-        thickness = max(1, round(rng.integers(1, 3) * scale))
-        cv2.line(image, point(), point(), colour(), thickness, cv2.LINE_AA)
-    for _ in range(int(rng.integers(1, 5))):  # scribbles: short open polylines
-        start_x, start_y = point()
-        steps = rng.normal(0.0, 8.0 * scale, size=(int(rng.integers(3, 7)), 2))
-        scribble = np.round(np.cumsum(steps, axis=0) + [start_x, start_y]).astype(np.int32)
-        cv2.polylines(image, [scribble], False, colour(), max(1, round(scale)), cv2.LINE_AA)
-    for _ in range(int(rng.integers(2, 9))):  # dots
-        radius = max(1, round(rng.uniform(1.0, 4.5) * scale))
+    for _ in range(int(rng.integers(0, 4))):  # thin lines across the image
+        cv2.line(image, point(), point(), colour(), max(1, round(scale)), cv2.LINE_AA)
+    for _ in range(int(rng.integers(0, 5))):  # dots
+        radius = max(1, round(rng.uniform(1.0, 3.5) * scale))
         cv2.circle(image, point(), radius, colour(), -1, cv2.LINE_AA)
-    image += rng.normal(0.0, rng.uniform(3.0, 12.0), size=image.shape).astype(np.float32)
+    image += rng.normal(0.0, rng.uniform(3.0, 8.0), size=image.shape).astype(np.float32)
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
@@ -725,8 +722,6 @@ def _outline(spec: ShapeSpec) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         cut_out = []
     elif spec.shape == "circle":
         filled, cut_out = [_ellipse(radius, radius)], []
-    elif spec.shape == "ellipse":
-        filled, cut_out = [_ellipse(radius, detail * radius)], []
     elif spec.shape == "ring":
         filled, cut_out = [_ellipse(radius, radius)], [_ellipse(detail * radius, detail * radius)]
     elif spec.shape == "crescent":
