@@ -2,7 +2,7 @@
 """The embedded benchmark end to end: train a vanilla and a VOS detector on the synthetic
 open-set set, evaluate ID mAP and OOD metrics, print the table and write a report.
 
-    python tools/run_demo.py                    # the full demo (about 15 minutes on 2 cores)
+    python tools/run_demo.py                    # the full demo (about 11 minutes on 2 cores)
     python tools/run_demo.py --quick            # a shorter schedule for a first look
     python tools/run_demo.py --output output/demo SOLVER.MAX_ITER 200   # config overrides
     python tools/run_demo.py --images 800 200 200   # a benchmark of another size
