@@ -35,14 +35,16 @@ def small_model(vos_enabled: bool):
     return build_model(cfg).train()
 
 
-def random_batch(generator: torch.Generator, size: int = 128, images: int = 4):
+def random_batch(
+    generator: torch.Generator, num_classes: int, size: int = 128, images: int = 4
+):
     batch = []
     for _ in range(images):
         xy = torch.rand(3, 2, generator=generator) * (size - 50)
         wh = 14 + torch.rand(3, 2, generator=generator) * 34
         instances = Instances((size, size))
         instances.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
-        instances.gt_classes = torch.randint(0, 5, (3,), generator=generator)
+        instances.gt_classes = torch.randint(0, num_classes, (3,), generator=generator)
         image = (torch.rand(3, size, size, generator=generator) * 255).to(torch.uint8)
         batch.append({"image": image, "instances": instances, "height": size, "width": size})
     return batch
@@ -65,21 +67,22 @@ def train_step(model, optimizer, batch) -> float:
 
 def bench_small_model(steps: int) -> None:
     models = {"vanilla": small_model(False), "vos": small_model(True)}
-    fill_queues(models["vos"].roi_heads.box_predictor.queues)
+    queues = models["vos"].roi_heads.box_predictor.queues
+    fill_queues(queues)
     optimizers = {k: torch.optim.SGD(m.parameters(), lr=0.01) for k, m in models.items()}
     times = {k: [] for k in models}
     generator = torch.Generator().manual_seed(0)
     with EventStorage(start_iter=1):
         for step in range(steps + 2):
-            batch = random_batch(generator)
+            batch = random_batch(generator, queues.num_classes)
             for name, model in models.items():
                 elapsed = train_step(model, optimizers[name], batch)
                 if step >= 2:  # warm-up steps excluded
                     times[name].append(elapsed)
     vanilla, vos = (statistics.median(times[k]) * 1e3 for k in ("vanilla", "vos"))
     print(
-        "demo model (configs/Synthetic, GN R18-FPN, 128x128, batch 4, 5 classes, 256-d), "
-        f"{steps} steps each, median:"
+        f"demo model (configs/Synthetic, GN R18-FPN, 128x128, batch 4, {queues.num_classes} "
+        f"classes, {queues.dim}-d), {steps} steps each, median:"
     )
     print(f"  vanilla step        {vanilla:8.1f} ms")
     print(f"  VOS step            {vos:8.1f} ms")

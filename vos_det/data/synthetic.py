@@ -8,8 +8,8 @@ size, colour and rotation drawn on top; later shapes may partially hide earlier 
 * OOD classes (never in the ID splits): star, cross, ring, crescent.
 
 Three ID classes keep the benchmark learnable from scratch on a CPU: a GN ResNet-18 FPN reaches
-about 60-80 AP50 in 800 iterations, where five classes (adding ellipse and pentagon) and denser
-clutter left it near AP50 30-45 (measurements in the README).
+AP50 60-80 in 800 iterations, where five classes (adding ellipse and pentagon) left it at AP50
+23-46 after 400-800 iterations (measurements in the README).
 
 :func:`generate_synthetic_benchmark` writes, under a root folder::
 
@@ -721,12 +721,12 @@ def _outline(spec: ShapeSpec) -> Tuple[List[np.ndarray], List[np.ndarray]]:
         filled = [radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)]
         cut_out = []
     elif spec.shape == "circle":
-        filled, cut_out = [_ellipse(radius, radius)], []
+        filled, cut_out = [_disc(radius)], []
     elif spec.shape == "ring":
-        filled, cut_out = [_ellipse(radius, radius)], [_ellipse(detail * radius, detail * radius)]
+        filled, cut_out = [_disc(radius)], [_disc(detail * radius)]
     elif spec.shape == "crescent":
-        cut = _ellipse(radius, radius) + [detail * radius, 0.0]
-        filled, cut_out = [_ellipse(radius, radius)], [cut]
+        cut = _disc(radius) + [detail * radius, 0.0]
+        filled, cut_out = [_disc(radius)], [cut]
     elif spec.shape == "star":
         angles = np.deg2rad(90.0 + 36.0 * np.arange(10))
         radii = np.where(np.arange(10) % 2 == 0, radius, detail * radius)
@@ -750,10 +750,10 @@ def _outline(spec: ShapeSpec) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     return [_place(p, spec) for p in filled], [_place(p, spec) for p in cut_out]
 
 
-def _ellipse(semi_x: float, semi_y: float) -> np.ndarray:
-    """(``_ROUND_VERTICES``, 2) polygon of an axis-aligned ellipse centred at the origin."""
+def _disc(radius: float) -> np.ndarray:
+    """(``_ROUND_VERTICES``, 2) polygon of a circle of ``radius`` centred at the origin."""
     angles = np.linspace(0.0, 2.0 * math.pi, _ROUND_VERTICES, endpoint=False)
-    return np.stack([semi_x * np.cos(angles), semi_y * np.sin(angles)], axis=1)
+    return radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
 
 
 def _place(points: np.ndarray, spec: ShapeSpec) -> np.ndarray:
