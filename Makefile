@@ -27,10 +27,10 @@ test: setup
 # The embedded benchmark: train vanilla and VOS, evaluate, print the table, write
 # output/demo/report.md. `make demo QUICK=1` runs a quarter of the schedule.
 demo: setup
-	$(VENV_PYTHON) tools/run_demo.py $(if $(QUICK),--quick)
+	$(VENV_PYTHON) tools/showcase.py $(if $(QUICK),--quick)
 
 bench: setup
-	$(VENV_PYTHON) benchmarks/bench_synthesis.py
+	$(VENV_PYTHON) benchmarks/bench_outlier_synthesis.py
 	$(VENV_PYTHON) benchmarks/bench_train_step.py
 
 clean-venv:

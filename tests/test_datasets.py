@@ -13,7 +13,12 @@ from detectron2.data.detection_utils import read_image
 from PIL import Image
 
 from vos_det.data import ID_CLASSES, register_all_vos_datasets, register_ood_dataset
-from vos_det.data.ood_datasets import default_datasets_root, read_image_size
+from vos_det.data.ood_datasets import (
+    IMAGE_EXTENSIONS,
+    default_datasets_root,
+    list_image_files,
+    read_image_size,
+)
 
 OOD_SETS = {  # name: (ID benchmark, json file, preparation script)
     "coco_ood_val": (
@@ -208,6 +213,27 @@ def test_register_ood_dataset_on_a_json_list(tmp_path, monkeypatch):
     assert metadata.json_file == str(json_file)
 
 
+def test_register_ood_dataset_with_a_loader(tmp_path, monkeypatch):
+    monkeypatch.setattr(DatasetCatalog, "data", dict(DatasetCatalog.data))
+    monkeypatch.setattr(MetadataCatalog, "data", dict(MetadataCatalog.data))
+    records = [{"file_name": "made.png", "image_id": 1, "height": 4, "width": 5, "annotations": []}]
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return records
+
+    json_file = str(tmp_path / "missing.json")  # never read: the loader replaces it
+    register_ood_dataset("test_ood_loader", str(tmp_path), json_file, ["a"], loader=loader)
+    assert not calls  # registration loads nothing
+    assert DatasetCatalog.get("test_ood_loader") == records and calls == [1]
+    metadata = MetadataCatalog.get("test_ood_loader")
+    assert metadata.is_ood is True and metadata.evaluator_type == "ood"
+    assert metadata.id_dataset == "custom"
+    assert metadata.thing_classes == metadata.id_classes == ["a"]
+    assert metadata.image_root == str(tmp_path) and metadata.json_file == json_file
+
+
 def test_image_entries_need_file_name_and_id(tmp_path, monkeypatch):
     monkeypatch.setattr(DatasetCatalog, "data", dict(DatasetCatalog.data))
     json_file = tmp_path / "list.json"
@@ -239,6 +265,18 @@ def test_image_size_follows_exif_orientation(tmp_path):
     exif[274] = 6  # rotated 90 degrees: Detectron2 transposes the image when reading it
     Image.fromarray(np.zeros((8, 30, 3), dtype=np.uint8)).save(path, exif=exif)
     assert read_image_size(str(path)) == read_image(str(path)).shape[:2] == (30, 8)
+
+
+def test_every_image_extension_is_listed_and_sized(tmp_path):
+    assert set(IMAGE_EXTENSIONS) >= {".jpg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+    for index, extension in enumerate(IMAGE_EXTENSIONS):
+        _write_image(tmp_path / f"{index}{extension.upper()}", 9 + index, 20 - index)
+    assert list_image_files(str(tmp_path)) == [
+        f"{index}{extension.upper()}" for index, extension in enumerate(IMAGE_EXTENSIONS)
+    ]
+    for index, extension in enumerate(IMAGE_EXTENSIONS):
+        path = str(tmp_path / f"{index}{extension.upper()}")
+        assert read_image_size(path) == read_image(path).shape[:2] == (9 + index, 20 - index)
 
 
 def test_import_registers_under_detectron2_datasets(tmp_path):

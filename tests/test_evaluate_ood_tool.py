@@ -12,7 +12,7 @@ from detectron2.engine import default_argument_parser
 
 from test_ood_evaluator import SCORES, TINY_OOD, trained_ood_run
 from tool_scripts import load_tool
-from vos_det.evaluation import load_box_scores, ood_metrics, scores_file
+from vos_det.evaluation import EvaluationFolder, ood_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ evaluate_ood = load_tool("evaluate_ood")
 def _median_threshold(folder: str, id_name: str) -> float:
     """A class probability keeping at least half of the boxes of the ID set and of the OOD set."""
     return min(
-        float(np.median(load_box_scores(scores_file(folder, name))["class_prob"]))
+        float(np.median(EvaluationFolder(folder).load_box_scores(name)["class_prob"]))
         for name in (id_name, TINY_OOD)
     )
 
@@ -91,8 +91,8 @@ def test_threshold_override_applies_to_the_saved_scores(two_runs, tiny_datasets)
     threshold = _median_threshold(folders["low"], tiny_datasets[1])
     result = evaluate_ood.main(["--run", f"low={folders['low']}", "--threshold", repr(threshold)])
     result = result["low"]
-    id_arrays = load_box_scores(scores_file(folders["low"], tiny_datasets[1]))
-    ood_arrays = load_box_scores(scores_file(folders["low"], TINY_OOD))
+    id_arrays = EvaluationFolder(folders["low"]).load_box_scores(tiny_datasets[1])
+    ood_arrays = EvaluationFolder(folders["low"]).load_box_scores(TINY_OOD)
     id_kept = id_arrays["class_prob"] >= threshold
     ood_kept = ood_arrays["class_prob"] >= threshold
     assert (result.threshold.value, result.threshold.source) == (threshold, "fixed")

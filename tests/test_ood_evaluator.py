@@ -20,26 +20,23 @@ from pycocotools.cocoeval import COCOeval
 import vos_det
 from tiny_detection import IMAGE_SIZE, tiny_cfg
 from vos_det.data import register_ood_dataset
-from vos_det.energy import SCORE_FUNCTIONS
 from vos_det.engine import VOSTrainer
-from vos_det.evaluation import (
+from vos_det.evaluation import EvaluationFolder, OODScoreCollector, format_table, ood_metrics
+from vos_det.evaluation.box_matching import (
     EmptyBoxSetError,
-    OODScoreCollector,
     ScoreThreshold,
     derive_score_threshold,
-    evaluate_ood_protocol,
     f1_optimal_thresholds,
-    format_table,
-    ground_truth_arrays,
-    load_box_scores,
     match_detections,
-    ood_metrics,
-    roc_curve,
-    split_id_and_ood,
 )
+from vos_det.evaluation.detectron2_adapters import ground_truth_arrays, split_id_and_ood
+from vos_det.evaluation.ood_metrics import roc_curve
+from vos_det.evaluation.protocol import evaluate_ood_protocol
+from vos_det.scores import ScoreInputs, compute_scores
 
 TINY_OOD = "vos_tiny_ood"
 SCORES = ("vos", "energy", "msp", "max_logit")
+LOGIT_SCORES = ("energy", "msp", "max_logit")
 
 
 def register_tiny_ood_dataset(root: Path, num_images: int = 4) -> str:
@@ -243,6 +240,48 @@ def test_protocol_keeps_boxes_by_threshold_and_skips_empty_ood_sets(caplog):
         evaluate_ood_protocol("id", id_scores, ood, ScoreThreshold(1.0, "fixed"), ["vos"])
 
 
+def test_a_nan_score_is_named_and_the_other_scores_are_kept(caplog):
+    rng = np.random.default_rng(3)
+    id_scores = _random_box_scores(rng, 30, shift=1.0)
+    ood = {"ood_a": _random_box_scores(rng, 20)}
+    id_scores["class_prob"][:] = ood["ood_a"]["class_prob"][:] = 0.9
+    ood["ood_a"]["vos"][4] = np.nan
+    with caplog.at_level(logging.WARNING, logger="vos_det"):
+        result = evaluate_ood_protocol(
+            "id", id_scores, ood, ScoreThreshold(0.3, "fixed"), ["vos", "energy"], 0.95
+        )
+    assert set(result.ood["ood_a"].metrics) == {"energy"}
+    assert result.ood["ood_a"].metrics["energy"] == ood_metrics(
+        id_scores["energy"], ood["ood_a"]["energy"], 0.95
+    )
+    assert "The vos score is NaN or infinite on 1 of the 20 kept boxes of ood_a" in caplog.text
+    id_scores["energy"][0] = np.inf
+    result = evaluate_ood_protocol(
+        "id", id_scores, ood, ScoreThreshold(0.3, "fixed"), ["vos", "energy"], 0.95
+    )
+    assert result.ood["ood_a"].metrics == {} and set(result.id_score_thresholds) == {"vos"}
+
+
+def test_id_score_thresholds_flag_the_complement_of_the_tpr():
+    rng = np.random.default_rng(4)
+    id_scores = _random_box_scores(rng, 40, shift=1.0)
+    id_scores["class_prob"][:] = 0.9
+    ood = {"ood_a": _random_box_scores(rng, 10)}
+    ood["ood_a"]["class_prob"][:] = 0.9
+    result = evaluate_ood_protocol(
+        "id", id_scores, ood, ScoreThreshold(0.3, "fixed"), ["vos", "energy"], 0.9
+    )
+    for score in ("vos", "energy"):
+        threshold = result.id_score_thresholds[score]
+        assert np.count_nonzero(id_scores[score] >= threshold) == 36  # 90% of 40
+        assert np.count_nonzero(id_scores[score] > threshold) == 35
+        assert result.ood["ood_a"].metrics[score]["FPR90"] == pytest.approx(
+            100 * np.mean(ood["ood_a"][score] >= threshold)
+        )
+    assert result.fpr_key == "FPR90"
+    assert type(result).from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
 def test_roc_curve_area_equals_auroc():
     rng = np.random.default_rng(1)
     id_scores, ood_scores = rng.normal(1, 1, 200).round(1), rng.normal(0, 1, 150).round(1)
@@ -253,9 +292,9 @@ def test_roc_curve_area_equals_auroc():
 
 
 def test_split_id_and_ood_requires_exactly_one_id_set_with_ood_sets():
-    MetadataCatalog.get("split_ood").set(is_ood=True)
-    MetadataCatalog.get("split_id_a").set(is_ood=False)
-    MetadataCatalog.get("split_id_b")  # no is_ood: Detectron2's own sets count as ID
+    MetadataCatalog.get("split_ood").set(evaluator_type="ood")
+    MetadataCatalog.get("split_id_a").set(evaluator_type="coco")
+    MetadataCatalog.get("split_id_b")  # no evaluator_type: Detectron2's own sets count as ID
     assert split_id_and_ood(["split_id_a", "split_ood"]) == (["split_id_a"], ["split_ood"])
     assert split_id_and_ood(["split_id_a", "split_id_b"]) == (["split_id_a", "split_id_b"], [])
     with pytest.raises(ValueError, match="exactly one ID set.*holds 2 ID set"):
@@ -293,11 +332,13 @@ def _fake_output(num_boxes: int, seed: int) -> dict:
     instances.pred_classes = torch.randint(0, 3, (num_boxes,), generator=generator)
     instances.fg_logits = torch.randn(num_boxes, 3, generator=generator)
     instances.vos_scores = torch.rand(num_boxes, generator=generator)
+    for name, values in compute_scores(LOGIT_SCORES, ScoreInputs(instances.fg_logits)).items():
+        instances.set(f"{name}_scores", values)
     return {"instances": instances}
 
 
 def test_collector_gathers_every_worker_on_the_main_process(monkeypatch):
-    worker0, worker1 = OODScoreCollector("d"), OODScoreCollector("d")
+    worker0, worker1 = OODScoreCollector("d", SCORES), OODScoreCollector("d", SCORES)
     for collector in (worker0, worker1):
         collector.reset()
     outputs = [_fake_output(3, 0), _fake_output(0, 1), _fake_output(2, 2)]
@@ -314,17 +355,18 @@ def test_collector_gathers_every_worker_on_the_main_process(monkeypatch):
         arrays["pred_class"], torch.cat([i.pred_classes for i in expected])
     )
     np.testing.assert_array_equal(arrays["vos"], torch.cat([i.vos_scores for i in expected]))
-    for name in ("energy", "msp", "max_logit"):
-        np.testing.assert_allclose(arrays[name], SCORE_FUNCTIONS[name](logits), rtol=1e-6)
+    expected_scores = compute_scores(LOGIT_SCORES, ScoreInputs(logits))
+    for name in LOGIT_SCORES:
+        np.testing.assert_allclose(arrays[name], expected_scores[name], rtol=1e-6)
     monkeypatch.setattr(comm, "is_main_process", lambda: False)
     assert worker0.evaluate() == {}
 
 
-def test_collector_rejects_models_without_vos_fields():
+def test_collector_rejects_models_without_the_score_fields():
     output = _fake_output(2, 0)
-    output["instances"].remove("fg_logits")
-    with pytest.raises(ValueError, match="ROI_HEADS.NAME 'VOSROIHeads'"):
-        OODScoreCollector("d").process([{"image_id": 0}], [output])
+    output["instances"].remove("msp_scores")
+    with pytest.raises(ValueError, match="no msp_scores.*ROI_HEADS.NAME 'VOSROIHeads'"):
+        OODScoreCollector("d", SCORES).process([{"image_id": 0}], [output])
 
 
 # ---------------------------------------------------------------- VOSTrainer.test end to end
@@ -362,8 +404,8 @@ def test_test_writes_results_plots_and_scores(evaluated_run, tiny_datasets):
     for png in [f"hist_{score}.png" for score in SCORES] + [f"roc_{TINY_OOD}.png"]:
         assert (folder / "ood_plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     saved = json.loads((folder / "ood_results.json").read_text())
-    id_arrays = load_box_scores(str(folder / f"scores_{tiny_datasets[1]}.npz"))
-    ood_arrays = load_box_scores(str(folder / f"scores_{TINY_OOD}.npz"))
+    id_arrays = EvaluationFolder(str(folder)).load_box_scores(tiny_datasets[1])
+    ood_arrays = EvaluationFolder(str(folder)).load_box_scores(TINY_OOD)
     assert saved["id_dataset"] == tiny_datasets[1] and saved["threshold"]["value"] == 0.05
     id_kept = id_arrays["class_prob"] >= 0.05
     ood_kept = ood_arrays["class_prob"] >= 0.05
@@ -388,7 +430,7 @@ def test_id_ap_agrees_with_pycocotools(evaluated_run, tiny_datasets):
     cfg, _ = evaluated_run
     folder = Path(cfg.OUTPUT_DIR) / "inference"
     saved = json.loads((folder / "ood_results.json").read_text())
-    arrays = load_box_scores(str(folder / f"scores_{tiny_datasets[1]}.npz"))
+    arrays = EvaluationFolder(str(folder)).load_box_scores(tiny_datasets[1])
     images, annotations = [], []
     for record in DatasetCatalog.get(tiny_datasets[1]):
         images.append({"id": record["image_id"], "height": IMAGE_SIZE, "width": IMAGE_SIZE})
@@ -437,7 +479,7 @@ def test_derived_threshold_is_the_f1_optimal_one(evaluated_run, tiny_datasets):
     cfg.OUTPUT_DIR = cfg.OUTPUT_DIR + "_derived"
     results = VOSTrainer.test(cfg, trainer.model)
     folder = Path(cfg.OUTPUT_DIR) / "inference"
-    arrays = load_box_scores(str(folder / f"scores_{tiny_datasets[1]}.npz"))
+    arrays = EvaluationFolder(str(folder)).load_box_scores(tiny_datasets[1])
     expected = derive_score_threshold(
         arrays, ground_truth_arrays(DatasetCatalog.get(tiny_datasets[1])), ["red", "green", "blue"]
     )

@@ -5,6 +5,10 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vos_det.evaluation import ood_metrics
+from vos_det.evaluation.ood_metrics import fpr_key, id_threshold_at_tpr
+
+# The name of the false-positive rate at each TPR the tests use.
+FPR_KEYS = {0.95: "FPR95", 0.5: "FPR50", 1.0: "FPR100", 0.01: "FPR1"}
 
 
 def _sklearn_reference(id_scores, ood_scores, tpr=0.95):
@@ -13,7 +17,7 @@ def _sklearn_reference(id_scores, ood_scores, tpr=0.95):
     scores = np.concatenate([id_scores, ood_scores])
     fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
     return {
-        "FPR95": 100.0 * fprs[tprs >= tpr].min(),
+        FPR_KEYS[tpr]: 100.0 * fprs[tprs >= tpr].min(),
         "AUROC": 100.0 * roc_auc_score(labels, scores),
         "AUPR": 100.0 * average_precision_score(labels, scores),
     }
@@ -22,7 +26,7 @@ def _sklearn_reference(id_scores, ood_scores, tpr=0.95):
 def _assert_matches_sklearn(id_scores, ood_scores, tpr=0.95):
     got = ood_metrics(id_scores, ood_scores, tpr=tpr)
     expected = _sklearn_reference(id_scores, ood_scores, tpr=tpr)
-    assert set(got) == {"FPR95", "AUROC", "AUPR"}
+    assert set(got) == {FPR_KEYS[tpr], "AUROC", "AUPR"}
     for key, value in expected.items():
         assert isinstance(got[key], float)
         assert got[key] == pytest.approx(value, abs=1e-9), key
@@ -95,3 +99,16 @@ def test_invalid_scores_raise(id_scores, ood_scores, message):
 def test_invalid_tpr_raises(tpr):
     with pytest.raises(ValueError, match="tpr must be in"):
         ood_metrics([1.0], [0.0], tpr=tpr)
+
+
+@pytest.mark.parametrize("tpr, key", [(0.95, "FPR95"), (0.9, "FPR90"), (0.975, "FPR97.5"), (1.0, "FPR100")])
+def test_fpr_is_named_after_the_tpr_it_is_read_at(tpr, key):
+    assert fpr_key(tpr) == key
+    assert key in ood_metrics([1.0, 2.0], [0.0], tpr=tpr)
+
+
+def test_id_threshold_is_the_score_that_tpr_of_id_scores_reach():
+    id_scores = np.concatenate([np.arange(3.0, 22.0), [1.0]])  # 20 scores
+    assert id_threshold_at_tpr(id_scores, 0.95) == 3.0  # the 19th largest
+    assert id_threshold_at_tpr(id_scores, 1.0) == 1.0
+    assert id_threshold_at_tpr(id_scores, 0.05) == 21.0

@@ -15,8 +15,8 @@ from detectron2.utils.events import EventStorage
 
 import vos_det
 from tiny_detection import tiny_cfg
-from vos_det.energy import SCORE_FUNCTIONS
 from vos_det.engine import VOSTrainer
+from vos_det.scores import ScoreInputs, compute_scores
 
 
 def _history(trainer, key):
@@ -127,7 +127,9 @@ def test_configured_score_is_attached(trained, tiny_datasets, score):
     with torch.no_grad():
         instances = model([{"image": image}])[0]["instances"]
     assert len(instances) > 0
-    torch.testing.assert_close(instances.id_scores, SCORE_FUNCTIONS[score](instances.fg_logits))
+    expected = compute_scores([score], ScoreInputs(instances.fg_logits))[score]
+    torch.testing.assert_close(instances.id_scores, expected)
+    torch.testing.assert_close(instances.get(f"{score}_scores"), expected)
 
 
 def _queue_state(model):

@@ -13,17 +13,19 @@ from detectron2.structures import BoxMode
 from vos_det.data import (
     SYNTHETIC_ID_CLASSES,
     SYNTHETIC_OOD_CLASSES,
+    SyntheticBenchmarkSpec,
     generate_synthetic_benchmark,
     register_synthetic_benchmark,
 )
 from vos_det.data.ood_datasets import default_datasets_root
-from vos_det.data.synthetic import SYNTHETIC_SPLITS, ShapeSpec, draw_shape_mask
+from vos_det.data.shape_scenes import ShapeDrawing, draw_shape_mask
+from vos_det.data.synthetic import SYNTHETIC_SPLITS
 
 SMALL = {"num_train": 12, "num_id_test": 6, "num_ood_test": 6, "image_size": 96}
 
 
 def _generate(root, **overrides):
-    return generate_synthetic_benchmark(str(root), **{**SMALL, **overrides})
+    return generate_synthetic_benchmark(str(root), SyntheticBenchmarkSpec(**{**SMALL, **overrides}))
 
 
 def _read_tree(root):
@@ -140,7 +142,7 @@ def test_boxes_are_the_tight_extent_of_the_drawn_shapes(benchmark, split):
     for image_id, annotations in by_image.items():
         path = os.path.join(benchmark[f"{split}_images"], images[image_id]["file_name"])
         pixels = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-        masks = [draw_shape_mask(ShapeSpec.from_json(a["shape"]), 96) for a in annotations]
+        masks = [draw_shape_mask(ShapeDrawing.from_json(a["shape"]), 96) for a in annotations]
         for index, (annotation, mask) in enumerate(zip(annotations, masks)):
             rows, columns = np.nonzero(mask)
             x0, y0 = columns.min(), rows.min()
@@ -177,8 +179,8 @@ def test_shapes_are_occluded_sometimes_and_vary_in_size(tmp_path):
     ],
 )
 def test_drawn_shapes_have_their_geometric_area(shape, detail, area):
-    spec = ShapeSpec(shape, (40.0, 41.0), 30.0, 17.0, detail, (255, 0, 0))
-    mask = draw_shape_mask(spec, 96)
+    drawing = ShapeDrawing(shape, (40.0, 41.0), 30.0, 17.0, detail, (255, 0, 0))
+    mask = draw_shape_mask(drawing, 96)
     assert mask.sum() == pytest.approx(area * 30.0**2, rel=0.04)
     rows, columns = np.nonzero(mask)
     assert np.hypot(columns + 0.5 - 40.0, rows + 0.5 - 41.0).max() <= 30.0 + 1.0
@@ -186,7 +188,7 @@ def test_drawn_shapes_have_their_geometric_area(shape, detail, area):
 
 def test_unknown_shape_is_rejected():
     with pytest.raises(ValueError, match="Unknown shape 'pentagon'"):
-        draw_shape_mask(ShapeSpec("pentagon", (10.0, 10.0), 5.0, 0.0, 0.0, (0, 0, 0)), 32)
+        draw_shape_mask(ShapeDrawing("pentagon", (10.0, 10.0), 5.0, 0.0, 0.0, (0, 0, 0)), 32)
 
 
 @pytest.mark.parametrize(
@@ -202,6 +204,46 @@ def test_invalid_parameters_are_rejected(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         _generate(tmp_path / "x", **overrides)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_id_test", 0, "num_id_test must be >= 1, got 0"),
+        ("image_size", 63, "image_size must be >= 64, got 63"),
+        ("seed", -2, "seed must be >= 0, got -2"),
+        ("num_train", True, "num_train must be an integer, got True"),
+        ("seed", "1", "seed must be an integer, got '1'"),
+    ],
+)
+def test_spec_rejects_invalid_values_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        SyntheticBenchmarkSpec(**{field: value})
+
+
+def test_spec_defaults_and_manifest_parameters():
+    spec = SyntheticBenchmarkSpec(num_train=np.int64(7))
+    assert type(spec.num_train) is int and spec == SyntheticBenchmarkSpec(num_train=7)
+    assert list(spec.as_dict().items()) == [
+        ("num_train", 7),
+        ("num_id_test", 100),
+        ("num_ood_test", 100),
+        ("image_size", 128),
+        ("seed", 0),
+    ]
+    assert spec.split_sizes() == {"train": 7, "id_test": 100, "ood_test": 100}
+
+
+def test_manifest_header_bytes_are_stable(benchmark):
+    """Folders written before the parameters became a dataclass stay valid: same header bytes."""
+    with open(benchmark["manifest"], encoding="utf-8") as f:
+        text = f.read()
+    assert text.startswith(
+        '{"generator":"vos_det.data.synthetic","generator_version":2,"parameters":'
+        '{"num_train":12,"num_id_test":6,"num_ood_test":6,"image_size":96,"seed":0},'
+        '"id_classes":["circle","square","triangle"],'
+        '"ood_classes":["star","cross","ring","crescent"],"files":{"train/000001.png":"'
+    )
 
 
 def test_second_call_reuses_the_folder(tmp_path, caplog):
@@ -275,7 +317,8 @@ def test_concurrent_processes_leave_one_intact_benchmark(tmp_path):
 
 def test_registered_datasets_load_and_generate_on_first_use(tmp_path, catalogs):
     root = tmp_path / "synthetic"
-    names = register_synthetic_benchmark(str(root), name_prefix="test_synth", **SMALL)
+    spec = SyntheticBenchmarkSpec(**SMALL)
+    names = register_synthetic_benchmark(str(root), name_prefix="test_synth", spec=spec)
     assert names == {s: f"test_synth_{s}" for s in SYNTHETIC_SPLITS}
     assert not root.exists()  # registration generates nothing
 
@@ -285,7 +328,7 @@ def test_registered_datasets_load_and_generate_on_first_use(tmp_path, catalogs):
         assert metadata.evaluator_type == "coco"
         assert metadata.is_ood is False and metadata.id_dataset == "synthetic"
         dicts = DatasetCatalog.get(names[split])
-        coco = _load_coco(generate_synthetic_benchmark(str(root), **SMALL), split)
+        coco = _load_coco(generate_synthetic_benchmark(str(root), spec), split)
         assert len(dicts) == len(coco["images"])
         expected = {}
         for annotation in coco["annotations"]:

@@ -17,16 +17,9 @@ import os
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from vos_det.evaluation import (
-    OOD_RESULTS_FILE,
-    ProtocolResult,
-    ScoreThreshold,
-    evaluate_ood_protocol,
-    format_table,
-    load_box_scores,
-    read_ood_results,
-    scores_file,
-)
+from vos_det.evaluation import EvaluationFolder, ProtocolResult, format_table
+from vos_det.evaluation.box_matching import ScoreThreshold
+from vos_det.evaluation.protocol import evaluate_ood_protocol
 
 logger = logging.getLogger("vos_det.evaluate_ood")
 
@@ -58,13 +51,14 @@ def recompute_run(folder: str, threshold: Optional[float] = None) -> ProtocolRes
     Returns:
         ProtocolResult: the recomputed results (the ID AP is the saved one).
     """
-    saved = read_ood_results(os.path.join(folder, OOD_RESULTS_FILE))
+    run = EvaluationFolder(folder).read_run()
+    saved = run.result
     if threshold is not None:
         saved.threshold = ScoreThreshold(threshold, "fixed")
     return evaluate_ood_protocol(
         saved.id_dataset,
-        load_box_scores(scores_file(folder, saved.id_dataset)),
-        {name: load_box_scores(scores_file(folder, name)) for name in saved.ood},
+        run.id_box_scores,
+        run.ood_box_scores,
         saved.threshold,
         saved.scores,
         saved.tpr,

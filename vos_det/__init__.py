@@ -14,7 +14,8 @@ from .config import add_vos_config, validate_vos_config
 from .energy import EnergyUncertaintyHead, weighted_energy
 from .evaluation import ood_metrics
 from .modeling import VOSOutputLayers, VOSROIHeads  # registers the heads and the backbone
-from .synthesis import ClassFeatureQueues, sample_virtual_outliers
+from .queues import ClassFeatureQueues
+from .virtual_outliers import sample_virtual_outliers
 
 __version__ = "0.1.0"
 

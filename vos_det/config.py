@@ -2,8 +2,7 @@
 
 from detectron2.config import CfgNode as CN
 
-#: Names accepted by ``VOS.SCORE``; every score is ID-ness (higher = more in-distribution).
-SCORE_NAMES = ("vos", "energy", "msp", "max_logit")
+from .scores import score_names
 
 
 def add_vos_config(cfg: CN) -> None:
@@ -33,9 +32,11 @@ def add_vos_config(cfg: CN) -> None:
     # Gather each step's foreground features from all workers so every worker's queues
     # stay identical (only matters with more than one process).
     cfg.VOS.SYNC_QUEUES = True
-    # Score attached to every detection as `id_scores`: "vos" (sigmoid of the logistic layer on
-    # the weighted energy, paper eq. 8), "energy" (logsumexp of the foreground logits),
-    # "msp" (max softmax probability) or "max_logit". Higher = more in-distribution.
+    # Score attached to every detection as `id_scores`, a name of the score registry
+    # (vos_det.scores): "vos" (sigmoid of the logistic layer on the weighted energy, paper
+    # eq. 8), "energy" (logsumexp of the foreground logits), "msp" (max softmax probability) or
+    # "max_logit". Higher = more in-distribution. Each score of VOS.SCORE and VOS.EVAL.SCORES is
+    # also attached as `<name>_scores`.
     cfg.VOS.SCORE = "vos"
     # Detections whose `id_scores` fall below this are flagged `is_ood`; negative = no flag.
     cfg.VOS.OOD_THRESHOLD = -1.0
@@ -50,7 +51,7 @@ def add_vos_config(cfg: CN) -> None:
     # Share of kept ID boxes at or above the score threshold at which the OOD false-positive rate
     # is read (the "95" of FPR95).
     cfg.VOS.EVAL.TPR = 0.95
-    # Scores compared in the OOD table: "vos", "energy", "msp", "max_logit" (see VOS.SCORE).
+    # Scores compared in the OOD table: names of the score registry (see VOS.SCORE).
     cfg.VOS.EVAL.SCORES = ("vos", "energy", "msp", "max_logit")
     # Write score histograms (ID vs OOD) and ROC curves as PNG files next to ood_results.json.
     cfg.VOS.EVAL.SAVE_PLOTS = True
@@ -77,6 +78,7 @@ def validate_vos_config(cfg: CN) -> None:
             "merge_from_file when using ROI_HEADS.NAME 'VOSROIHeads'"
         )
     vos = cfg.VOS
+    names = score_names()
     checks = [
         (vos.QUEUE_SIZE >= 2, "VOS.QUEUE_SIZE", "must be >= 2 to estimate a covariance"),
         (vos.START_ITER >= 0, "VOS.START_ITER", "must be >= 0"),
@@ -90,7 +92,7 @@ def validate_vos_config(cfg: CN) -> None:
         (vos.LOSS_WEIGHT >= 0, "VOS.LOSS_WEIGHT", "must be >= 0"),
         (vos.COV_EPS > 0, "VOS.COV_EPS", "must be > 0"),
         (vos.STATS_RECOMPUTE_PERIOD >= 1, "VOS.STATS_RECOMPUTE_PERIOD", "must be >= 1"),
-        (vos.SCORE in SCORE_NAMES, "VOS.SCORE", f"must be one of {', '.join(SCORE_NAMES)}"),
+        (vos.SCORE in names, "VOS.SCORE", f"must be one of {', '.join(names)}"),
         (
             vos.EVAL.SCORE_THRESHOLD <= 1,
             "VOS.EVAL.SCORE_THRESHOLD",
@@ -100,9 +102,9 @@ def validate_vos_config(cfg: CN) -> None:
         (
             len(vos.EVAL.SCORES) > 0
             and len(set(vos.EVAL.SCORES)) == len(vos.EVAL.SCORES)
-            and set(vos.EVAL.SCORES) <= set(SCORE_NAMES),
+            and set(vos.EVAL.SCORES) <= set(names),
             "VOS.EVAL.SCORES",
-            f"must list distinct names among {', '.join(SCORE_NAMES)}",
+            f"must list distinct names among {', '.join(names)}",
         ),
     ]
     for ok, key, requirement in checks:

@@ -4,14 +4,11 @@ All scores are ID-ness scores: higher means more in-distribution. Every function
 logits of the K foreground classes only (the background logit removed), shape [N, K].
 """
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "SCORE_FUNCTIONS",
     "EnergyUncertaintyHead",
     "energy_score",
     "max_logit_score",
@@ -67,13 +64,6 @@ def max_logit_score(logits: Tensor) -> Tensor:
     """Returns: [N] maximum foreground logit."""
     _check_logits(logits)
     return logits.amax(dim=1)
-
-
-SCORE_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "energy": energy_score,
-    "msp": msp_score,
-    "max_logit": max_logit_score,
-}
 
 
 class EnergyUncertaintyHead(nn.Module):

@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASS_NAMES
@@ -42,7 +42,8 @@ ID_CLASSES: Dict[str, List[str]] = {
 }
 # fmt: on
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+# Image files recognised in folders (compared lower-case); PIL reads the size of all of them.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 _EXIF_ORIENTATION_TAG = 274
 # EXIF orientations under which Detectron2's image reader transposes the image.
@@ -151,16 +152,19 @@ def load_json(path: str, missing_hint: str) -> Union[dict, list]:
         return json.load(f)
 
 
-def write_json(data: Union[dict, list], path: str) -> None:
+def write_json(data: Union[dict, list], path: str, compact: bool = False) -> None:
     """Write JSON to a file, creating its parent folders.
 
     Args:
         data (dict or list): JSON-serialisable content.
         path (str): output file.
+        compact (bool): leave out the spaces after "," and ":" (the bytes still depend only on
+            ``data``).
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    separators = (",", ":") if compact else None
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f)
+        json.dump(data, f, separators=separators)
 
 
 def load_ood_image_folder(image_root: str, missing_hint: str = _DEFAULT_MISSING_HINT) -> List[dict]:
@@ -220,6 +224,7 @@ def register_ood_dataset(
     json_file: Optional[str] = None,
     id_classes: Union[str, Sequence[str]] = "voc",
     missing_hint: str = _DEFAULT_MISSING_HINT,
+    loader: Optional[Callable[[], List[dict]]] = None,
 ) -> None:
     """Register a set of OOD images (a folder or a COCO-format image list) with Detectron2.
 
@@ -229,16 +234,22 @@ def register_ood_dataset(
 
     Args:
         name (str): dataset name, e.g. "my_ood_photos".
-        image_root (str): folder of the images. Without ``json_file`` every .jpg/.jpeg/.png/.bmp
-            file under it (recursively, sorted) is one image.
+        image_root (str): folder of the images. Without ``json_file`` every file under it
+            (recursively, sorted) whose extension is in ``IMAGE_EXTENSIONS`` is one image.
         json_file (str or None): COCO-format file listing the images (only ``images`` is read),
             with ``file_name`` relative to ``image_root``.
         id_classes (str or list[str]): the classes the detector was trained on, either a key of
             ``ID_CLASSES`` ("voc", "bdd") or the list of class names.
         missing_hint (str): sentence appended to missing-file errors, saying how to create them.
+        loader (Callable[[], list[dict]] or None): loads the dataset dicts (each with
+            ``annotations=[]``) instead of reading ``json_file`` or the folder, e.g. to create
+            the files first; ``image_root`` and ``json_file`` then only go into the metadata,
+            and ``missing_hint`` is unused.
     """
     id_dataset, class_names = _resolve_id_classes(id_classes)
-    if json_file is None:
+    if loader is not None:
+        DatasetCatalog.register(name, loader)
+    elif json_file is None:
         DatasetCatalog.register(
             name, lambda root=image_root: load_ood_image_folder(root, missing_hint)
         )

@@ -1,58 +1,25 @@
-"""Evaluation of open-set detectors: per-box score collection, the OOD protocol, reports."""
+"""Open-set evaluation: per-box score collection, the VOS paper's OOD protocol, its files.
 
-from .ood_evaluator import BOX_SCORE_NAMES, BoxScores, OODScoreCollector
+The entry point is :class:`OODEvaluation` (what ``VOSTrainer.test`` runs); an evaluation
+folder is read back with :class:`EvaluationFolder`. The building blocks live in the submodules:
+``ood_metrics`` (FPR95, AUROC, AUPR, ROC), ``box_matching`` (the box-keeping threshold),
+``protocol`` (ID vs OOD boxes), ``detectron2_adapters``, ``output_folder`` and ``report``.
+"""
+
+from .ood_evaluation import OODEvaluation
 from .ood_metrics import ood_metrics
-from .protocol import (
-    EmptyBoxSetError,
-    OODSetResult,
-    ProtocolResult,
-    ScoreThreshold,
-    derive_score_threshold,
-    evaluate_ood_protocol,
-    f1_optimal_thresholds,
-    format_table,
-    ground_truth_arrays,
-    keep_boxes,
-    match_detections,
-    split_id_and_ood,
-    to_detectron2_results,
-)
-from .report import (
-    OOD_RESULTS_FILE,
-    load_box_scores,
-    plot_roc_curves,
-    plot_score_histograms,
-    read_ood_results,
-    roc_curve,
-    save_box_scores,
-    scores_file,
-    write_ood_results,
-)
+from .output_folder import EvaluationFolder, EvaluationRun
+from .protocol import ProtocolResult
+from .report import format_table
+from .score_collector import BoxScores, OODScoreCollector
 
 __all__ = [
-    "BOX_SCORE_NAMES",
     "BoxScores",
-    "EmptyBoxSetError",
+    "EvaluationFolder",
+    "EvaluationRun",
+    "OODEvaluation",
     "OODScoreCollector",
-    "OODSetResult",
-    "OOD_RESULTS_FILE",
     "ProtocolResult",
-    "ScoreThreshold",
-    "derive_score_threshold",
-    "evaluate_ood_protocol",
-    "f1_optimal_thresholds",
     "format_table",
-    "ground_truth_arrays",
-    "keep_boxes",
-    "load_box_scores",
-    "match_detections",
     "ood_metrics",
-    "plot_roc_curves",
-    "plot_score_histograms",
-    "read_ood_results",
-    "roc_curve",
-    "save_box_scores",
-    "scores_file",
-    "to_detectron2_results",
-    "write_ood_results",
 ]

@@ -10,7 +10,19 @@ from typing import Dict, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["ood_metrics"]
+__all__ = ["fpr_key", "id_threshold_at_tpr", "ood_metrics", "roc_curve"]
+
+
+def fpr_key(tpr: float) -> str:
+    """The name of the false-positive rate read at ``tpr``: "FPR95" for 0.95, "FPR90" for 0.9.
+
+    Args:
+        tpr (float): the true-positive rate, in (0, 1].
+
+    Returns:
+        str: "FPR" followed by ``100 * tpr`` without trailing zeros.
+    """
+    return f"FPR{round(100 * tpr, 6):g}"
 
 
 def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike, tpr: float = 0.95) -> Dict[str, float]:
@@ -18,8 +30,9 @@ def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike, tpr: float = 0.95) 
 
     Definitions, with ``n`` ID scores and ``m`` OOD scores:
 
-    * ``FPR95``: the threshold ``t`` is the largest value such that the fraction of ID scores
-      ``>= t`` is at least ``tpr``; the result is the fraction of OOD scores ``>= t``. Ties are
+    * ``FPR95`` (named after ``tpr`` by :func:`fpr_key`): the threshold ``t`` is the largest
+      value such that the fraction of ID scores ``>= t`` is at least ``tpr``
+      (:func:`id_threshold_at_tpr`); the result is the fraction of OOD scores ``>= t``. Ties are
       handled exactly: every score equal to ``t`` counts as accepted. This equals the smallest
       false-positive rate among the ROC points whose true-positive rate is ``>= tpr``.
     * ``AUROC``: the probability that a random ID score exceeds a random OOD score, ties counting
@@ -32,10 +45,11 @@ def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike, tpr: float = 0.95) 
         id_scores (array-like): (n,) ID-ness scores of the in-distribution samples.
         ood_scores (array-like): (m,) ID-ness scores of the out-of-distribution samples.
         tpr (float): true-positive rate (fraction of ID scores kept) at which the false-positive
-            rate is read, in (0, 1]. The key is named "FPR95" whatever its value.
+            rate is read, in (0, 1].
 
     Returns:
-        dict[str, float]: "FPR95", "AUROC" and "AUPR", each in percent (0 to 100).
+        dict[str, float]: ``fpr_key(tpr)`` (e.g. "FPR95"), "AUROC" and "AUPR", each in percent
+        (0 to 100).
 
     Raises:
         ValueError: if an input is not 1-D, is empty or holds NaN/Inf, or if ``tpr`` is not in
@@ -47,7 +61,7 @@ def ood_metrics(id_scores: ArrayLike, ood_scores: ArrayLike, tpr: float = 0.95) 
         raise ValueError(f"tpr must be in (0, 1], got {tpr}; pass e.g. tpr=0.95.")
     pos_counts, neg_counts = _counts_per_distinct_score(id_scores, ood_scores)
     return {
-        "FPR95": 100.0 * _fpr_at_tpr(id_scores, ood_scores, tpr),
+        fpr_key(tpr): 100.0 * float(np.mean(ood_scores >= id_threshold_at_tpr(id_scores, tpr))),
         "AUROC": 100.0 * _auroc(pos_counts, neg_counts),
         "AUPR": 100.0 * _average_precision(pos_counts, neg_counts),
     }
@@ -76,23 +90,41 @@ def _as_scores(scores: ArrayLike, name: str) -> np.ndarray:
     return array
 
 
-def _fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float) -> float:
-    """Fraction of OOD scores at or above the largest threshold keeping ``tpr`` of ID scores.
+def id_threshold_at_tpr(id_scores: ArrayLike, tpr: float) -> float:
+    """The largest threshold ``t`` such that at least ``tpr`` of the ID scores are ``>= t``.
+
+    Boxes scoring below it are the ones flagged OOD at that true-positive rate; FPR95 is the
+    fraction of OOD scores at or above it.
 
     Args:
-        id_scores (np.ndarray): (n,) ID scores.
-        ood_scores (np.ndarray): (m,) OOD scores.
+        id_scores (array-like): (n,) finite ID scores, n >= 1.
         tpr (float): required fraction of ID scores at or above the threshold, in (0, 1].
 
     Returns:
-        float: false-positive rate in [0, 1].
+        float: the ``ceil(tpr * n)``-th largest ID score.
     """
-    descending = np.sort(id_scores)[::-1]
+    descending = np.sort(_as_scores(id_scores, "id_scores"))[::-1]
     kept_fraction = np.arange(1, descending.size + 1) / descending.size
-    # The first k with k / n >= tpr; the threshold is the k-th largest ID score.
-    k = int(np.argmax(kept_fraction >= tpr))
-    threshold = descending[k]
-    return float(np.mean(ood_scores >= threshold))
+    return float(descending[int(np.argmax(kept_fraction >= tpr))])
+
+
+def roc_curve(id_scores: np.ndarray, ood_scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """ROC curve of ID (positive) vs OOD (negative) scores, one point per distinct score.
+
+    Args:
+        id_scores (np.ndarray): (n,) ID-ness scores of ID boxes.
+        ood_scores (np.ndarray): (m,) ID-ness scores of OOD boxes.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: false-positive rates and true-positive rates, each (u+1,)
+        from (0, 0) to (1, 1), for the thresholds ``score >= t`` over the u distinct scores in
+        decreasing order.
+    """
+    thresholds = np.unique(np.concatenate([id_scores, ood_scores]))[::-1]
+    id_sorted, ood_sorted = np.sort(id_scores), np.sort(ood_scores)
+    tpr = (len(id_sorted) - np.searchsorted(id_sorted, thresholds, side="left")) / len(id_sorted)
+    fpr = (len(ood_sorted) - np.searchsorted(ood_sorted, thresholds, side="left")) / len(ood_sorted)
+    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
 
 
 def _counts_per_distinct_score(

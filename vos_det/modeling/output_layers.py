@@ -1,7 +1,7 @@
 """VOS box predictor: Fast R-CNN output layers plus feature queues and the uncertainty loss."""
 
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -11,8 +11,10 @@ from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 
 from ..config import validate_vos_config
-from ..energy import SCORE_FUNCTIONS, EnergyUncertaintyHead
-from ..synthesis import ClassFeatureQueues, sample_virtual_outliers
+from ..energy import EnergyUncertaintyHead
+from ..queues import ClassFeatureQueues
+from ..scores import ScoreInputs, compute_scores, score_field
+from ..virtual_outliers import sample_virtual_outliers
 from .distributed import all_gather_rows
 
 logger = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     """:class:`FastRCNNOutputLayers` that also learns to tell known objects from unknown ones.
 
     Training (``losses``) pushes the features of foreground proposals into per-class queues and,
-    from ``start_iter`` on, synthesises virtual outliers from the queues' class-conditional
+    from ``uncertainty_start_iter`` on, synthesises virtual outliers from the queues' class-conditional
     Gaussians and adds ``loss_uncertainty``: a logistic regression on the weighted energy that
     separates real foreground proposals (ID) from the outliers (OOD).
 
@@ -32,10 +34,11 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     same proposals that survived NMS:
 
     * ``fg_logits`` (R, K): the foreground class logits;
-    * ``vos_scores`` (R,): the trained VOS ID-ness, sigmoid of the logistic layer (paper eq. 8);
-    * ``id_scores`` (R,): the configured score (``vos``, ``energy``, ``msp`` or ``max_logit``),
-      higher = more in-distribution;
-    * ``is_ood`` (R,) bool: ``id_scores < ood_threshold``, only when a threshold is set.
+    * ``<name>_scores`` (R,): every score of ``score_names`` (see :mod:`vos_det.scores`), e.g.
+      ``vos_scores``, the trained VOS ID-ness (paper eq. 8); higher = more in-distribution;
+    * ``id_scores`` (R,): the score ``score_name``;
+    * ``is_ood`` (R,) bool: only when a threshold is set, True unless
+      ``id_scores >= ood_threshold`` (so a NaN score is never taken for a known object).
     """
 
     @configurable
@@ -45,7 +48,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         *,
         vos_enabled: bool,
         queue_size: int,
-        start_iter: int,
+        uncertainty_start_iter: int,
         min_queue_fill: int,
         num_candidates: int,
         num_select: int,
@@ -54,6 +57,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         stats_recompute_period: int,
         sync_queues: bool,
         score_name: str,
+        score_names: Sequence[str],
         ood_threshold: float,
         **kwargs,
     ):
@@ -63,7 +67,8 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             vos_enabled (bool): train the uncertainty branch; False = vanilla detector (no queues,
                 no uncertainty loss, the uncertainty head frozen at its initialisation).
             queue_size (int): feature vectors kept per class.
-            start_iter (int): first iteration (event storage's ``iter``) with the loss active.
+            uncertainty_start_iter (int): first iteration (event storage's ``iter``) with the
+                uncertainty loss active.
             min_queue_fill (int): a class gets outliers once it holds this many vectors;
                 0 = only when every class queue is full.
             num_candidates (int): candidates per class for the lowest-likelihood selection.
@@ -72,19 +77,22 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             cov_eps (float): ridge added to the shared covariance.
             stats_recompute_period (int): pushes between exact recomputations of queue statistics.
             sync_queues (bool): gather foreground features from every worker before queueing.
-            score_name (str): score stored as ``id_scores``.
+            score_name (str): registered score stored as ``id_scores``.
+            score_names (Sequence[str]): registered scores attached as ``<name>_scores``
+                (``score_name`` is always among them).
             ood_threshold (float): flag ``is_ood`` below this score; negative = no flag.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
         """
         super().__init__(input_shape, **kwargs)
         self.vos_enabled = vos_enabled
-        self.start_iter = start_iter
+        self.uncertainty_start_iter = uncertainty_start_iter
         self.min_queue_fill = min_queue_fill
         self.num_candidates = num_candidates
         self.num_select = num_select
         self.uncertainty_loss_weight = uncertainty_loss_weight
         self.sync_queues = sync_queues
         self.score_name = score_name
+        self.score_names = tuple(dict.fromkeys([score_name, *score_names]))
         self.ood_threshold = ood_threshold
         self.uncertainty = EnergyUncertaintyHead(self.num_classes)
         self.queues: Optional[ClassFeatureQueues] = None
@@ -107,7 +115,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         ret.update(
             vos_enabled=cfg.VOS.ENABLED,
             queue_size=cfg.VOS.QUEUE_SIZE,
-            start_iter=cfg.VOS.START_ITER,
+            uncertainty_start_iter=cfg.VOS.START_ITER,
             min_queue_fill=cfg.VOS.MIN_QUEUE_FILL,
             num_candidates=cfg.VOS.NUM_CANDIDATES,
             num_select=cfg.VOS.NUM_SELECT,
@@ -116,6 +124,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             stats_recompute_period=cfg.VOS.STATS_RECOMPUTE_PERIOD,
             sync_queues=cfg.VOS.SYNC_QUEUES,
             score_name=cfg.VOS.SCORE,
+            score_names=cfg.VOS.EVAL.SCORES,
             ood_threshold=cfg.VOS.OOD_THRESHOLD,
         )
         return ret
@@ -174,7 +183,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     ) -> torch.Tensor:
         """Weighted binary cross-entropy of real foreground (ID) vs virtual outliers (OOD).
 
-        Before ``start_iter`` or while the queues are not ready there are no outliers; the term
+        Before ``uncertainty_start_iter`` or while the queues are not ready there are no outliers; the term
         is then the ID half alone with weight 0, so the uncertainty parameters still take part
         in every step's graph (what DDP without ``find_unused_parameters`` requires).
 
@@ -188,7 +197,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         id_energy = self.uncertainty.energy(fg_logits)
         ood_energy = id_energy.new_zeros((0,))
         weight = 0.0
-        if storage.iter >= self.start_iter:
+        if storage.iter >= self.uncertainty_start_iter:
             classes = self._outlier_classes()
             if bool(classes.any()):
                 means = self.queues.class_means()[classes]
@@ -219,29 +228,44 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     # ---------------------------------------------------------------- inference
 
     def inference(
-        self, predictions: Tuple[torch.Tensor, torch.Tensor], proposals: List[Instances]
+        self,
+        predictions: Tuple[torch.Tensor, torch.Tensor],
+        proposals: List[Instances],
+        box_features: Optional[torch.Tensor] = None,
     ) -> Tuple[List[Instances], List[torch.Tensor]]:
-        """Detectron2's detections, each with ``fg_logits``, ``vos_scores``, ``id_scores``
-        (and ``is_ood`` when a threshold is set) gathered from the proposals NMS kept."""
+        """Detectron2's detections, each with ``fg_logits``, ``<name>_scores`` of every score,
+        ``id_scores`` (and ``is_ood`` when a threshold is set), from the proposals NMS kept.
+
+        Args:
+            predictions: ``(scores (R, K+1), deltas)`` from :meth:`forward`.
+            proposals (list[Instances]): the proposals of every image.
+            box_features (Tensor or None): (R, D) the box head's features of the proposals;
+                :class:`VOSROIHeads` passes them, and scores that read them need them.
+        """
         instances, kept = super().inference(predictions, proposals)
         scores, deltas = predictions
         sizes = [len(p) for p in proposals]
-        for result, kept_rows, logits, image_deltas in zip(
-            instances, kept, scores.split(sizes), deltas.split(sizes)
+        features = box_features.flatten(1).split(sizes) if box_features is not None else None
+        for index, (result, kept_rows, logits, image_deltas) in enumerate(
+            zip(instances, kept, scores.split(sizes), deltas.split(sizes))
         ):
             rows = _proposal_rows(kept_rows, logits, image_deltas)
-            self._attach_scores(result, logits[rows, : self.num_classes])
+            inputs = ScoreInputs(
+                fg_logits=logits[rows, : self.num_classes],
+                box_features=features[index][rows] if features is not None else None,
+                uncertainty=self.uncertainty,
+                queues=self.queues,
+            )
+            self._attach_scores(result, inputs)
         return instances, kept
 
-    def _attach_scores(self, result: Instances, fg_logits: torch.Tensor) -> None:
-        result.fg_logits = fg_logits
-        result.vos_scores = self.uncertainty.vos_score(fg_logits)
-        if self.score_name == "vos":
-            result.id_scores = result.vos_scores
-        else:
-            result.id_scores = SCORE_FUNCTIONS[self.score_name](fg_logits)
+    def _attach_scores(self, result: Instances, inputs: ScoreInputs) -> None:
+        result.fg_logits = inputs.fg_logits
+        for name, values in compute_scores(self.score_names, inputs).items():
+            result.set(score_field(name), values)
+        result.id_scores = result.get(score_field(self.score_name))
         if self.ood_threshold >= 0:
-            result.is_ood = result.id_scores < self.ood_threshold
+            result.is_ood = ~(result.id_scores >= self.ood_threshold)
 
     # ---------------------------------------------------------------- checkpoints
 

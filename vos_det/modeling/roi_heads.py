@@ -16,8 +16,8 @@ class VOSROIHeads(StandardROIHeads):
     """:class:`StandardROIHeads` whose box predictor is :class:`VOSOutputLayers`.
 
     Select it with ``MODEL.ROI_HEADS.NAME: "VOSROIHeads"`` after ``add_vos_config(cfg)``.
-    Inference is Detectron2's own; training also hands the box features to the predictor's
-    ``losses`` so it can fill its queues.
+    The box features also reach the predictor's ``losses`` (to fill the queues) and
+    ``inference`` (for scores that read them).
     """
 
     @classmethod
@@ -27,13 +27,20 @@ class VOSROIHeads(StandardROIHeads):
         return ret
 
     def _forward_box(self, features: Dict[str, torch.Tensor], proposals: List[Instances]):
-        if not self.training:
-            return super()._forward_box(features, proposals)
+        """:meth:`StandardROIHeads._forward_box`, handing the box features to the predictor.
+
+        Mirrors Detectron2's method line for line (tests/test_upstream_contracts.py fails when
+        upstream's changes), except that ``losses`` and ``inference`` also receive the (R, D)
+        box features: training fills the queues with them, inference computes feature scores.
+        """
         box_features = self.box_pooler(
             [features[f] for f in self.box_in_features], [x.proposal_boxes for x in proposals]
         )
         box_features = self.box_head(box_features)
         predictions = self.box_predictor(box_features)
+        if not self.training:
+            pred_instances, _ = self.box_predictor.inference(predictions, proposals, box_features)
+            return pred_instances
         losses = self.box_predictor.losses(predictions, proposals, box_features)
         if self.train_on_pred_boxes:
             # As in StandardROIHeads: proposals are modified in place, after the losses.

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""The embedded benchmark end to end: train a vanilla and a VOS detector on the synthetic
-open-set set, evaluate ID mAP and OOD metrics, print the table and write a report.
+"""The embedded benchmark end to end (``make demo``): train a vanilla and a VOS detector on the
+synthetic open-set set, evaluate ID mAP and OOD metrics, print the table and write a report.
 
-    python tools/run_demo.py                    # the full demo (about 11 minutes on 2 cores)
-    python tools/run_demo.py --quick            # a shorter schedule for a first look
-    python tools/run_demo.py --output output/demo SOLVER.MAX_ITER 200   # config overrides
-    python tools/run_demo.py --images 800 200 200   # a benchmark of another size
+    python tools/showcase.py                    # the full demo (its time: see the README)
+    python tools/showcase.py --quick            # a shorter schedule for a first look
+    python tools/showcase.py --output output/demo SOLVER.MAX_ITER 200   # config overrides
+    python tools/showcase.py --images 800 200 200   # a benchmark of another size
 
 Both models train at the same time, one process each (``--jobs 1``: one after the other).
 
@@ -18,24 +18,19 @@ import os
 from typing import Dict, List, Optional
 
 import cv2
-import numpy as np
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor
 
 import vos_det
 from vos_det.data.ood_datasets import default_datasets_root
-from vos_det.data.synthetic import SYNTHETIC_SPLITS, register_synthetic_benchmark
-from vos_det.engine import log_to_file, train_and_evaluate_all
-from vos_det.evaluation import (
-    OOD_RESULTS_FILE,
-    format_table,
-    keep_boxes,
-    load_box_scores,
-    read_ood_results,
-    scores_file,
+from vos_det.data.synthetic import (
+    SYNTHETIC_SPLITS,
+    SyntheticBenchmarkSpec,
+    register_synthetic_benchmark,
 )
-from vos_det.evaluation.report import PLOTS_FOLDER
+from vos_det.engine import log_to_file, train_and_evaluate_all
+from vos_det.evaluation import EvaluationFolder, format_table
 from vos_det.utils.visualize import draw_open_set_detections
 
 VARIANTS = {"vanilla": "Synthetic/vanilla.yaml", "vos": "Synthetic/vos.yaml"}
@@ -57,13 +52,9 @@ def build_cfg(variant: str, output: str, quick: bool, opts: List[str]):
     return cfg
 
 
-def id_pass_threshold(cfg, tpr: float) -> float:
-    """The score that 95% (``tpr``) of the kept ID boxes reach: boxes below it are flagged OOD."""
-    results = read_ood_results(os.path.join(cfg.OUTPUT_DIR, "inference", OOD_RESULTS_FILE))
-    folder = os.path.join(cfg.OUTPUT_DIR, "inference")
-    kept = keep_boxes(load_box_scores(scores_file(folder, results.id_dataset)),
-                      results.threshold.value)
-    return float(np.quantile(kept[cfg.VOS.SCORE], 1.0 - tpr, method="lower"))
+def evaluation_folder(cfg) -> EvaluationFolder:
+    """The evaluation folder of a run."""
+    return EvaluationFolder(os.path.join(cfg.OUTPUT_DIR, "inference"))
 
 
 def draw_examples(cfg, ood_threshold: float, folder: str) -> List[str]:
@@ -101,7 +92,7 @@ def write_report(output: str, table: str, seconds: Dict[str, float], jobs: int, 
         lines += [f"## {variant}: detections (green = ID, red = flagged OOD: {score} score "
                   f"below {thresholds[variant]:.4f}, the value 95% of kept ID boxes reach)", ""]
         lines += [f"![{os.path.basename(p)}]({os.path.relpath(p, output)})" for p in paths]
-        plots = os.path.join(cfgs[variant].OUTPUT_DIR, "inference", PLOTS_FOLDER)
+        plots = evaluation_folder(cfgs[variant]).plots_folder
         if os.path.isdir(plots):
             lines += ["", f"Score histograms and ROC curves ({variant}):", ""]
             lines += [f"![{name}]({os.path.relpath(os.path.join(plots, name), output)})"
@@ -133,7 +124,8 @@ def benchmark_setup(images: Optional[List[int]], data_root: Optional[str]):
         for catalog in (DatasetCatalog, MetadataCatalog):
             if f"{DEMO_PREFIX}_{split}" in catalog:
                 catalog.remove(f"{DEMO_PREFIX}_{split}")
-    setup = functools.partial(register_synthetic_benchmark, data_root, DEMO_PREFIX, **sizes)
+    spec = SyntheticBenchmarkSpec(**sizes)
+    setup = functools.partial(register_synthetic_benchmark, data_root, DEMO_PREFIX, spec)
     return setup(), setup
 
 
@@ -161,11 +153,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     cfgs = {v: build_cfg(v, args.output, args.quick, dataset_opts + args.opts) for v in VARIANTS}
     DatasetCatalog.get(datasets["train"])  # generate the data once, before the runs start
     seconds = train_and_evaluate_all(cfgs, args.jobs, setup)
-    results = {v: read_ood_results(os.path.join(cfg.OUTPUT_DIR, "inference", OOD_RESULTS_FILE))
-               for v, cfg in cfgs.items()}
+    results = {v: evaluation_folder(cfg).read_results() for v, cfg in cfgs.items()}
     table = format_table(results)
     print(table)
-    thresholds = {v: id_pass_threshold(cfg, results[v].tpr) for v, cfg in cfgs.items()}
+    # The score 95% (TPR) of the kept ID boxes reach: boxes below it are drawn as OOD.
+    thresholds = {v: results[v].id_score_thresholds[cfg.VOS.SCORE] for v, cfg in cfgs.items()}
     pictures = {v: draw_examples(cfg, thresholds[v], os.path.join(args.output, "pictures", v))
                 for v, cfg in cfgs.items()}
     report = write_report(args.output, table, seconds, args.jobs, cfgs, thresholds, pictures)

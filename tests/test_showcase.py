@@ -20,7 +20,7 @@ def demo_report(tmp_path_factory):
     ]
     arguments = ["--output", str(output), "--images", "8", "4", "4", "--data-root",
                  str(root / "data"), "--jobs", "2"]
-    report = load_tool("run_demo").main(arguments + [str(x) for x in overrides])
+    report = load_tool("showcase").main(arguments + [str(x) for x in overrides])
     names = {split: f"demo_synthetic_{split}" for split in ("train", "id_test", "ood_test")}
     return Path(report), output, names
 
@@ -58,7 +58,7 @@ def test_printed_evaluation_output_goes_to_each_runs_log(demo_report):
 
 def test_jobs_must_be_positive(capsys):
     with pytest.raises(SystemExit):
-        load_tool("run_demo").main(["--jobs", "0"])
+        load_tool("showcase").main(["--jobs", "0"])
     assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
         train_and_evaluate_all({}, jobs=0)

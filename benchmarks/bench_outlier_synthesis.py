@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_synthesis.py [--classes 20 --capacity 1000 --dim 1024
+    python benchmarks/bench_outlier_synthesis.py [--classes 20 --capacity 1000 --dim 1024
         --candidates 10000 --select 1 --boxes 256 --reference-classes 2]
 
 The reference, each training iteration, recomputes the class means and the pooled covariance
@@ -29,9 +29,9 @@ from typing import Callable
 
 import torch
 
-from vos_det.synthesis import (
-    ClassFeatureQueues,
-    robust_cholesky,
+from vos_det.linalg import robust_cholesky
+from vos_det.queues import ClassFeatureQueues
+from vos_det.virtual_outliers import (
     sample_virtual_outliers,
     sample_virtual_outliers_bruteforce,
 )

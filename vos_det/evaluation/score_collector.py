@@ -2,12 +2,12 @@
 
 The collector keeps, per detected box, what the OOD protocol (:mod:`vos_det.evaluation.protocol`)
 needs, computed from one inference pass: the image, the box, the predicted class, its class
-probability and the four ID-ness scores of :data:`BOX_SCORE_NAMES` (higher = more
-in-distribution).
+probability and the ID-ness scores the model attached (``<name>_scores`` fields, see
+:mod:`vos_det.scores`; higher = more in-distribution).
 """
 
 import logging
-from typing import Dict, List, Union
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -15,25 +15,20 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import Instances
 from detectron2.utils import comm
 
-from ..config import SCORE_NAMES
-from ..energy import SCORE_FUNCTIONS
+from ..scores import score_field
 
-__all__ = ["BOX_SCORE_NAMES", "BoxScores", "OODScoreCollector", "empty_box_scores"]
+__all__ = ["BoxScores", "OODScoreCollector", "empty_box_scores"]
 
 logger = logging.getLogger(__name__)
-
-#: Scores stored for every box, in this order: "vos" is the trained VOS score (``vos_scores``),
-#: the others come from the foreground logits through :data:`vos_det.energy.SCORE_FUNCTIONS`.
-BOX_SCORE_NAMES = SCORE_NAMES
 
 #: Per-box arrays of one dataset, all with the same length N:
 #: "image_id" (N,) int or str, "box" (N, 4) float32 XYXY in input-image pixels,
 #: "pred_class" (N,) int64, "class_prob" (N,) float32 probability of the predicted class,
-#: and one (N,) float32 array per name of :data:`BOX_SCORE_NAMES`.
+#: and one (N,) float32 array per collected score, under the score's name.
 BoxScores = Dict[str, np.ndarray]
 
 
-def empty_box_scores() -> BoxScores:
+def empty_box_scores(score_names: Sequence[str]) -> BoxScores:
     """Returns: :data:`BoxScores` with no box (the arrays have length 0)."""
     arrays = {
         "image_id": np.zeros((0,), dtype=np.int64),
@@ -41,12 +36,15 @@ def empty_box_scores() -> BoxScores:
         "pred_class": np.zeros((0,), dtype=np.int64),
         "class_prob": np.zeros((0,), dtype=np.float32),
     }
-    arrays.update({name: np.zeros((0,), dtype=np.float32) for name in BOX_SCORE_NAMES})
+    arrays.update({name: np.zeros((0,), dtype=np.float32) for name in score_names})
     return arrays
 
 
 class OODScoreCollector(DatasetEvaluator):
     """Collect per-box class probabilities and ID-ness scores of a model built with VOSROIHeads.
+
+    The model must attach every collected score as ``<name>_scores``: a VOSROIHeads model built
+    from the same config does so for ``VOS.SCORE`` and every ``VOS.EVAL.SCORES``.
 
     ``evaluate`` gathers the boxes of every worker (``comm.gather``) and returns, on the main
     process only, ``{RESULT_KEY: BoxScores}`` (the boxes in dataset order); other processes get
@@ -56,14 +54,16 @@ class OODScoreCollector(DatasetEvaluator):
     #: Key of the per-box arrays in the dict ``evaluate`` returns.
     RESULT_KEY = "box_scores"
 
-    def __init__(self, dataset_name: str, distributed: bool = True):
+    def __init__(self, dataset_name: str, score_names: Sequence[str], distributed: bool = True):
         """
         Args:
             dataset_name (str): name of the evaluated dataset, for messages.
+            score_names (Sequence[str]): the registered scores to collect.
             distributed (bool): gather the boxes of every worker in ``evaluate``; False = keep
                 this process's boxes only.
         """
         self.dataset_name = dataset_name
+        self.score_names = tuple(score_names)
         self._distributed = distributed
         self._images: List[BoxScores] = []
 
@@ -76,20 +76,28 @@ class OODScoreCollector(DatasetEvaluator):
         Args:
             inputs (list[dict]): model inputs, each with "image_id".
             outputs (list[dict]): model outputs, each with "instances" carrying ``pred_boxes``,
-                ``scores``, ``pred_classes``, ``fg_logits`` (R, K) and ``vos_scores`` (R,).
+                ``scores``, ``pred_classes`` and ``<name>_scores`` (R,) of every collected score.
 
         Raises:
-            ValueError: if the outputs lack the VOS fields.
+            ValueError: if the outputs lack a score field.
         """
         for inputs_i, output in zip(inputs, outputs):
             instances = output.get("instances")
-            if instances is None or not instances.has("fg_logits"):
+            missing = [
+                score_field(name)
+                for name in self.score_names
+                if instances is None or not instances.has(score_field(name))
+            ]
+            if missing:
                 raise ValueError(
-                    f"Outputs on {self.dataset_name} have no 'fg_logits': the OOD evaluation "
-                    "needs a model built with MODEL.ROI_HEADS.NAME 'VOSROIHeads' (and "
-                    "`import vos_det` before building it)."
+                    f"Outputs on {self.dataset_name} have no {', '.join(missing)}: the OOD "
+                    "evaluation needs a model built with MODEL.ROI_HEADS.NAME 'VOSROIHeads' (and "
+                    "`import vos_det` before building it) from a config whose VOS.SCORE and "
+                    "VOS.EVAL.SCORES name these scores."
                 )
-            self._images.append(_instances_to_arrays(instances.to("cpu"), inputs_i["image_id"]))
+            self._images.append(
+                _instances_to_arrays(instances.to("cpu"), inputs_i["image_id"], self.score_names)
+            )
 
     def evaluate(self) -> Dict[str, BoxScores]:
         """Returns: ``{RESULT_KEY: BoxScores}`` on the main process, ``{}`` on the others."""
@@ -101,7 +109,7 @@ class OODScoreCollector(DatasetEvaluator):
                 return {}
         if not images:
             logger.warning("OODScoreCollector received no image of %s.", self.dataset_name)
-            return {self.RESULT_KEY: empty_box_scores()}
+            return {self.RESULT_KEY: empty_box_scores(self.score_names)}
         arrays = {key: np.concatenate([image[key] for image in images]) for key in images[0]}
         logger.info(
             "Collected the scores of %d boxes on %s.", len(arrays["box"]), self.dataset_name
@@ -110,25 +118,25 @@ class OODScoreCollector(DatasetEvaluator):
 
 
 @torch.no_grad()
-def _instances_to_arrays(instances: Instances, image_id: Union[int, str]) -> BoxScores:
+def _instances_to_arrays(
+    instances: Instances, image_id: Union[int, str], score_names: Sequence[str]
+) -> BoxScores:
     """Convert one image's detections to :data:`BoxScores`.
 
     Args:
-        instances (Instances): R detections on the CPU with the VOS fields.
+        instances (Instances): R detections on the CPU with the score fields.
         image_id (int or str): the image's id.
+        score_names (Sequence[str]): the scores to keep.
 
     Returns:
         BoxScores: the R boxes.
     """
-    fg_logits = instances.fg_logits.float()
     arrays = {
         "image_id": np.repeat(np.asarray([image_id]), len(instances)),
         "box": instances.pred_boxes.tensor.float().numpy(),
         "pred_class": instances.pred_classes.long().numpy(),
         "class_prob": instances.scores.float().numpy(),
-        "vos": instances.vos_scores.float().numpy(),
     }
-    for name in BOX_SCORE_NAMES:
-        if name != "vos":
-            arrays[name] = SCORE_FUNCTIONS[name](fg_logits).numpy()
+    for name in score_names:
+        arrays[name] = instances.get(score_field(name)).float().numpy()
     return arrays

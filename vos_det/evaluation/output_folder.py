@@ -1,0 +1,168 @@
+"""An evaluation output folder: its layout, its one writer and its one reader.
+
+Layout (``OUTPUT_DIR/inference`` after :class:`~vos_det.evaluation.OODEvaluation`)::
+
+    scores_<dataset>.npz          per-box arrays of every test set (``BoxScores``)
+    ood_results.json              the protocol's results (``ProtocolResult.to_dict``)
+    ood_plots/hist_<score>.png    score histograms, ID vs every OOD set (kept boxes)
+    ood_plots/roc_<dataset>.png   ROC curves of every score, ID vs one OOD set
+
+Files are written atomically (a temporary file in the same folder, then a rename), so a full
+disk or an interrupted run never leaves a truncated file under the final name.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from typing import IO, Dict, Iterator
+
+import numpy as np
+
+from .protocol import ProtocolResult
+from .score_collector import BoxScores
+
+__all__ = ["EvaluationFolder", "EvaluationRun", "atomic_write"]
+
+RESULTS_FILE = "ood_results.json"
+PLOTS_FOLDER = "ood_plots"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success it replaces ``path``, else vanishes.
+
+    Args:
+        path (str): the final file; its folder is created.
+        mode (str): "w" (text, UTF-8) or "wb".
+
+    Yields:
+        file: the open temporary file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(descriptor, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
+@dataclass
+class EvaluationRun:
+    """What an evaluation folder holds about one run.
+
+    Attributes:
+        result (ProtocolResult): ``ood_results.json``.
+        id_box_scores (BoxScores): the ID set's per-box arrays.
+        ood_box_scores (dict[str, BoxScores]): every OOD set's per-box arrays, in result order.
+    """
+
+    result: ProtocolResult
+    id_box_scores: BoxScores
+    ood_box_scores: Dict[str, BoxScores]
+
+
+class EvaluationFolder:
+    """The files of one evaluation, e.g. ``OUTPUT_DIR/inference``."""
+
+    def __init__(self, path: str):
+        """
+        Args:
+            path (str): the folder (created when something is written).
+        """
+        self.path = path
+
+    @property
+    def results_file(self) -> str:
+        """The path of ``ood_results.json``."""
+        return os.path.join(self.path, RESULTS_FILE)
+
+    @property
+    def plots_folder(self) -> str:
+        """The folder of the PNG plots."""
+        return os.path.join(self.path, PLOTS_FOLDER)
+
+    def scores_file(self, dataset: str) -> str:
+        """Returns: the path of a dataset's per-box arrays."""
+        return os.path.join(self.path, f"scores_{dataset}.npz")
+
+    def save_box_scores(self, dataset: str, box_scores: BoxScores) -> None:
+        """Write a dataset's per-box arrays (``.npz``, no pickling).
+
+        Args:
+            dataset (str): the dataset's name.
+            box_scores (BoxScores): its arrays.
+        """
+        with atomic_write(self.scores_file(dataset), "wb") as f:
+            np.savez(f, **box_scores)
+
+    def load_box_scores(self, dataset: str) -> BoxScores:
+        """Read a dataset's per-box arrays written by :meth:`save_box_scores`.
+
+        Raises:
+            FileNotFoundError: if the file does not exist.
+            ValueError: naming the file, if it is not a readable score file.
+        """
+        path = self.scores_file(dataset)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Score file not found: {path}. VOSTrainer.test (tools/train_net.py --eval-only) "
+                "writes one per test set into OUTPUT_DIR/inference."
+            )
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(
+                f"{path} is not a readable score file ({e}); it is corrupt or truncated. "
+                "Evaluate the model again (tools/train_net.py --eval-only) to rewrite it."
+            ) from e
+
+    def clear_results(self) -> None:
+        """Remove an earlier ``ood_results.json``, which must not be paired with new scores."""
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.results_file)
+
+    def write_results(self, result: ProtocolResult) -> None:
+        """Write ``ood_results.json`` (strict JSON: no NaN)."""
+        with atomic_write(self.results_file) as f:
+            json.dump(result.to_dict(), f, indent=2, allow_nan=False)
+
+    def read_results(self) -> ProtocolResult:
+        """Read ``ood_results.json``.
+
+        Raises:
+            FileNotFoundError: if the file does not exist.
+            ValueError: if it is not valid JSON or not an OOD results file.
+        """
+        path = self.results_file
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} not found. VOSTrainer.test (tools/train_net.py --eval-only) writes it "
+                "into OUTPUT_DIR/inference when DATASETS.TEST holds an ID set and OOD sets."
+            )
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} is not valid JSON ({e}).") from e
+        return ProtocolResult.from_dict(data)
+
+    def read_run(self) -> EvaluationRun:
+        """Read the results and the per-box arrays of the ID set and of every OOD set."""
+        result = self.read_results()
+        return EvaluationRun(
+            result=result,
+            id_box_scores=self.load_box_scores(result.id_dataset),
+            ood_box_scores={name: self.load_box_scores(name) for name in result.ood},
+        )

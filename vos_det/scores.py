@@ -1,0 +1,184 @@
+"""The registry of per-box ID-ness scores (plain PyTorch).
+
+Every score maps what the box predictor knows about R detections to an (R,) ID-ness: higher means
+more in-distribution. A score declares what it reads beyond the foreground logits
+(:data:`SCORE_REQUIREMENTS`), so the predictor, the evaluator and the config validation all work
+from this one table, and a new score (say, one on the box features and the queue statistics) is
+one :func:`register_score` away::
+
+    @register_score("my_score", requires=("box_features",))
+    def my_score(inputs: ScoreInputs) -> Tensor:
+        return -inputs.box_features.norm(dim=1)
+
+The predictor attaches each computed score to its detections as the field ``<name>_scores``
+(:func:`score_field`).
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tuple
+
+from torch import Tensor
+
+from .energy import EnergyUncertaintyHead, energy_score, max_logit_score, msp_score
+from .queues import ClassFeatureQueues
+
+__all__ = [
+    "SCORE_REQUIREMENTS",
+    "ScoreDefinition",
+    "ScoreInputs",
+    "compute_scores",
+    "get_score",
+    "register_score",
+    "score_field",
+    "score_names",
+]
+
+#: What a score may need besides the foreground logits, and what provides it.
+SCORE_REQUIREMENTS = {
+    "box_features": "the box head's (R, D) features of the detections",
+    "uncertainty": "the trained energy uncertainty head (VOSOutputLayers.uncertainty)",
+    "queues": "the per-class feature queues and their Gaussian statistics",
+}
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What a score may read about R detections.
+
+    Attributes:
+        fg_logits (Tensor): (R, K) foreground class logits (background logit removed).
+        box_features (Tensor or None): (R, D) box head features of the same detections.
+        uncertainty (EnergyUncertaintyHead or None): the energy uncertainty head.
+        queues (ClassFeatureQueues or None): the class feature queues.
+    """
+
+    fg_logits: Tensor
+    box_features: Optional[Tensor] = None
+    uncertainty: Optional[EnergyUncertaintyHead] = None
+    queues: Optional[ClassFeatureQueues] = None
+
+    def available(self) -> FrozenSet[str]:
+        """Returns: the names of :data:`SCORE_REQUIREMENTS` these inputs provide."""
+        return frozenset(name for name in SCORE_REQUIREMENTS if getattr(self, name) is not None)
+
+
+@dataclass(frozen=True)
+class ScoreDefinition:
+    """A registered score.
+
+    Attributes:
+        name (str): the name used in ``VOS.SCORE`` and ``VOS.EVAL.SCORES``.
+        function (callable): ``ScoreInputs -> (R,) Tensor``, higher = more in-distribution.
+        requires (frozenset[str]): keys of :data:`SCORE_REQUIREMENTS` it reads.
+        value_range (tuple[float, float]): the closed interval its values lie in (for checking a
+            user's threshold); ``(-inf, inf)`` when unbounded.
+    """
+
+    name: str
+    function: Callable[[ScoreInputs], Tensor]
+    requires: FrozenSet[str]
+    value_range: Tuple[float, float]
+
+
+_REGISTRY: Dict[str, ScoreDefinition] = {}
+
+
+def register_score(
+    name: str,
+    requires: Iterable[str] = (),
+    value_range: Tuple[float, float] = (-math.inf, math.inf),
+) -> Callable[[Callable[[ScoreInputs], Tensor]], Callable[[ScoreInputs], Tensor]]:
+    """Decorator adding a score function to the registry under ``name``.
+
+    Args:
+        name (str): the score's name; must not be registered yet.
+        requires (Iterable[str]): keys of :data:`SCORE_REQUIREMENTS` the function reads.
+        value_range (tuple[float, float]): the interval the scores lie in.
+
+    Returns:
+        callable: the decorator (it returns the function unchanged).
+    """
+    requires = frozenset(requires)
+    unknown = sorted(requires - set(SCORE_REQUIREMENTS))
+    if unknown:
+        raise ValueError(
+            f"Score {name!r} requires {unknown}; known requirements: {sorted(SCORE_REQUIREMENTS)}"
+        )
+
+    def decorator(function: Callable[[ScoreInputs], Tensor]) -> Callable[[ScoreInputs], Tensor]:
+        if name in _REGISTRY:
+            raise ValueError(f"A score named {name!r} is already registered.")
+        _REGISTRY[name] = ScoreDefinition(name, function, requires, tuple(value_range))
+        return function
+
+    return decorator
+
+
+def score_names() -> Tuple[str, ...]:
+    """Returns: the registered score names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_score(name: str) -> ScoreDefinition:
+    """The registered score ``name``; ``ValueError`` listing the known names otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown score {name!r}; registered scores: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def score_field(name: str) -> str:
+    """Returns: the ``Instances`` field holding score ``name`` (``"<name>_scores"``)."""
+    return f"{name}_scores"
+
+
+def compute_scores(names: Sequence[str], inputs: ScoreInputs) -> Dict[str, Tensor]:
+    """Compute the named scores of R detections.
+
+    Args:
+        names (Sequence[str]): registered score names.
+        inputs (ScoreInputs): what the scores read.
+
+    Returns:
+        dict[str, Tensor]: name -> (R,) scores.
+
+    Raises:
+        ValueError: naming a score whose requirement ``inputs`` does not provide.
+    """
+    available = inputs.available()
+    scores = {}
+    for name in names:
+        definition = get_score(name)
+        missing = sorted(definition.requires - available)
+        if missing:
+            raise ValueError(
+                f"Score {name!r} needs {'; '.join(SCORE_REQUIREMENTS[m] for m in missing)}, "
+                "which this model does not provide."
+            )
+        scores[name] = definition.function(inputs)
+    return scores
+
+
+@register_score("vos", requires=("uncertainty",), value_range=(0.0, 1.0))
+def _vos(inputs: ScoreInputs) -> Tensor:
+    """Sigmoid of the logistic layer on the weighted energy (VOS paper, eq. 8)."""
+    return inputs.uncertainty.vos_score(inputs.fg_logits)
+
+
+@register_score("energy")
+def _energy(inputs: ScoreInputs) -> Tensor:
+    """Negative energy ``logsumexp_k f_k`` (the score of the paper's tables)."""
+    return energy_score(inputs.fg_logits)
+
+
+@register_score("msp", value_range=(0.0, 1.0))
+def _msp(inputs: ScoreInputs) -> Tensor:
+    """Maximum softmax probability over the foreground classes."""
+    return msp_score(inputs.fg_logits)
+
+
+@register_score("max_logit")
+def _max_logit(inputs: ScoreInputs) -> Tensor:
+    """Maximum foreground logit."""
+    return max_logit_score(inputs.fg_logits)
+
