@@ -17,9 +17,10 @@ setup(
         "pycocotools>=2.0.2",
         "numpy",
         "opencv-python-headless",
-        "scikit-learn",
         "matplotlib",
+        "pillow",
+        "tabulate",
         "tqdm",
     ],
-    extras_require={"test": ["pytest>=7", "scipy"]},
+    extras_require={"test": ["pytest>=7", "scipy", "scikit-learn"]},
 )

@@ -7,10 +7,10 @@ loaded, with the path that was expected and the command that creates it (see dat
 ID (training / test) sets:
 
 * ``voc_2007_trainval``, ``voc_2012_trainval``, ``voc_2007_test``: registered by Detectron2
-  itself; only their metadata is completed here (``is_ood=False``, ``id_dataset="voc"``).
+  itself; only their metadata is completed here (``id_dataset="voc"``, ``id_classes``).
 * ``bdd_train``, ``bdd_val``: BDD100K in COCO format, written by datasets/prepare_bdd100k.py.
 
-OOD sets (``is_ood=True``, ``evaluator_type="ood"``, ``thing_classes`` = the ID classes):
+OOD sets (``evaluator_type="ood"``, ``thing_classes`` = the ID classes):
 
 * ``coco_ood_val`` / ``coco_ood_val_bdd``: COCO val2017 images with no object of a VOC / BDD
   class, written by datasets/prepare_coco_ood.py.
@@ -147,7 +147,7 @@ def _complete_voc_metadata() -> None:
     """Mark the PASCAL VOC splits (registered by Detectron2's builtin module) as the VOC ID sets."""
     for name in _VOC_SPLITS:
         MetadataCatalog.get(name).set(
-            is_ood=False, id_dataset="voc", id_classes=list(ID_CLASSES["voc"])
+            id_dataset="voc", id_classes=list(ID_CLASSES["voc"])
         )
 
 
@@ -165,7 +165,6 @@ def _register_coco_id_split(split: _Split, root: str) -> None:
         json_file=split.json_path(root),
         image_root=split.image_path(root),
         evaluator_type="coco",
-        is_ood=False,
         id_dataset=split.benchmark,
         id_classes=list(ID_CLASSES[split.benchmark]),
         thing_classes=list(ID_CLASSES[split.benchmark]),

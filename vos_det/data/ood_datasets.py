@@ -263,7 +263,6 @@ def register_ood_dataset(
     metadata = {"json_file": json_file} if json_file is not None else {}
     MetadataCatalog.get(name).set(
         image_root=image_root,
-        is_ood=True,
         id_dataset=id_dataset,
         id_classes=class_names,
         thing_classes=list(class_names),

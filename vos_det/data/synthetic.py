@@ -165,9 +165,9 @@ def register_synthetic_benchmark(
 
     * ``{prefix}_train``, ``{prefix}_id_test``: ID sets loaded with Detectron2's
       ``load_coco_json`` (``thing_classes`` = ``SYNTHETIC_ID_CLASSES``, ``evaluator_type="coco"``,
-      ``is_ood=False``, ``id_dataset="synthetic"``).
+      ``id_dataset="synthetic"``).
     * ``{prefix}_ood_test``: OOD image list registered by :func:`register_ood_dataset`
-      (``is_ood=True``, ``id_classes`` = ``SYNTHETIC_ID_CLASSES``).
+      (``evaluator_type="ood"``, ``id_classes`` = ``SYNTHETIC_ID_CLASSES``).
 
     Args:
         root (str): benchmark folder, normally ``$DETECTRON2_DATASETS/synthetic``.
@@ -194,7 +194,6 @@ def register_synthetic_benchmark(
                 json_file=json_file,
                 image_root=image_root,
                 evaluator_type="coco",
-                is_ood=False,
                 id_dataset="synthetic",
                 id_classes=list(SYNTHETIC_ID_CLASSES),
                 thing_classes=list(SYNTHETIC_ID_CLASSES),
