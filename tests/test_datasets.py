@@ -83,7 +83,6 @@ def test_ood_sets_registered_at_import_with_ood_metadata(name):
     benchmark, json_file, _ = OOD_SETS[name]
     assert name in DatasetCatalog
     metadata = MetadataCatalog.get(name)
-    assert metadata.is_ood is True
     assert metadata.evaluator_type == "ood"
     assert metadata.id_dataset == benchmark
     assert metadata.id_classes == metadata.thing_classes == ID_CLASSES[benchmark]
@@ -93,7 +92,6 @@ def test_ood_sets_registered_at_import_with_ood_metadata(name):
 @pytest.mark.parametrize("name", BDD_SETS)
 def test_bdd_sets_registered_as_id_sets(name):
     metadata = MetadataCatalog.get(name)
-    assert metadata.is_ood is False
     assert metadata.evaluator_type == "coco"
     assert metadata.thing_classes == ID_CLASSES["bdd"]
 
@@ -101,7 +99,6 @@ def test_bdd_sets_registered_as_id_sets(name):
 @pytest.mark.parametrize("name", ["voc_2007_trainval", "voc_2012_trainval", "voc_2007_test"])
 def test_voc_sets_reused_from_detectron2_under_the_same_root(name):
     metadata = MetadataCatalog.get(name)
-    assert metadata.is_ood is False
     assert metadata.id_dataset == "voc"
     assert metadata.evaluator_type == "pascal_voc"
     assert os.path.dirname(metadata.dirname) == default_datasets_root()
@@ -192,7 +189,7 @@ def test_register_ood_dataset_on_a_folder(tmp_path, monkeypatch):
     assert dicts[0]["file_name"] == str(tmp_path / "a.JPG")
     assert all(d["annotations"] == [] for d in dicts)
     metadata = MetadataCatalog.get("test_ood_folder")
-    assert metadata.is_ood and metadata.evaluator_type == "ood"
+    assert metadata.evaluator_type == "ood"
     assert metadata.thing_classes == ID_CLASSES["bdd"]
 
 
@@ -228,7 +225,7 @@ def test_register_ood_dataset_with_a_loader(tmp_path, monkeypatch):
     assert not calls  # registration loads nothing
     assert DatasetCatalog.get("test_ood_loader") == records and calls == [1]
     metadata = MetadataCatalog.get("test_ood_loader")
-    assert metadata.is_ood is True and metadata.evaluator_type == "ood"
+    assert metadata.evaluator_type == "ood"
     assert metadata.id_dataset == "custom"
     assert metadata.thing_classes == metadata.id_classes == ["a"]
     assert metadata.image_root == str(tmp_path) and metadata.json_file == json_file

@@ -325,8 +325,7 @@ def test_registered_datasets_load_and_generate_on_first_use(tmp_path, catalogs):
     for split in ("train", "id_test"):
         metadata = MetadataCatalog.get(names[split])
         assert metadata.thing_classes == metadata.id_classes == list(SYNTHETIC_ID_CLASSES)
-        assert metadata.evaluator_type == "coco"
-        assert metadata.is_ood is False and metadata.id_dataset == "synthetic"
+        assert metadata.evaluator_type == "coco" and metadata.id_dataset == "synthetic"
         dicts = DatasetCatalog.get(names[split])
         coco = _load_coco(generate_synthetic_benchmark(str(root), spec), split)
         assert len(dicts) == len(coco["images"])
@@ -346,7 +345,7 @@ def test_registered_datasets_load_and_generate_on_first_use(tmp_path, catalogs):
             assert got == expected[record["image_id"]]
 
     metadata = MetadataCatalog.get(names["ood_test"])
-    assert metadata.is_ood is True and metadata.evaluator_type == "ood"
+    assert metadata.evaluator_type == "ood"
     assert metadata.thing_classes == metadata.id_classes == list(SYNTHETIC_ID_CLASSES)
     assert metadata.json_file == str(root / "annotations" / "ood_test.json")
     dicts = DatasetCatalog.get(names["ood_test"])
@@ -367,4 +366,4 @@ def test_synthetic_sets_registered_at_import_under_detectron2_datasets():
         metadata = MetadataCatalog.get(f"synthetic_{split}")
         assert metadata.image_root == os.path.join(root, split)
         assert metadata.json_file == os.path.join(root, "annotations", f"{split}.json")
-        assert metadata.is_ood is (split == "ood_test")
+        assert (metadata.evaluator_type == "ood") is (split == "ood_test")
