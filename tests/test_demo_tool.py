@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from detectron2.structures import Boxes, Instances
 from tiny_detection import CLASS_COLOURS, tiny_cfg
 from tool_scripts import load_tool
 from vos_det.engine import VOSTrainer
-from vos_det.utils import draw_open_set_detections
+from vos_det.utils import check_weights, draw_open_set_detections
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tools" / "demo.py"
@@ -33,15 +34,39 @@ def _write_image(path: Path, height: int, width: int, seed: int) -> None:
     cv2.imwrite(str(path), image)
 
 
-def _run_demo(config: Path, weights: Path, output: Path, ood_threshold: float, *inputs: str):
+def _run_demo(
+    config: Path,
+    weights: Path,
+    output: Path,
+    ood_threshold: float,
+    *inputs: str,
+    cwd: Path = REPO,
+    overrides: Sequence[str] = (),
+):
+    """tools/demo.py in a subprocess, keeping every box (confidence threshold 0); ``overrides``
+    are more ``KEY VALUE`` config pairs."""
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     )
     command = [sys.executable, str(DEMO), "--config-file", str(config), "--input", *inputs]
     command += ["--output", str(output), "--confidence-threshold", "0.0"]
     command += ["--ood-threshold", repr(ood_threshold), "MODEL.WEIGHTS", str(weights)]
-    command += ["TEST.DETECTIONS_PER_IMAGE", str(MAX_DETECTIONS)]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    command += ["TEST.DETECTIONS_PER_IMAGE", str(MAX_DETECTIONS), *overrides]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _strict_json(path: Path):
+    """Parse a JSON file, rejecting the non-standard constants NaN, Infinity and -Infinity."""
+
+    def reject(constant: str):
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file under ``folder``, relative path -> bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +133,7 @@ def test_demo_writes_upscaled_pictures_and_detections(demo_run):
         picture = cv2.imread(str(output / name))
         assert picture is not None and picture.shape == (*shape, 3), name
     assert not (output / "other.png").exists()
-    records = json.loads((output / "detections.json").read_text())
+    records = _strict_json(output / "detections.json")
     assert [Path(r["file_name"]).name for r in records] == list(expected)
     for record in records:
         size = (96, 128) if "solo" in record["file_name"] else (128, 128)
@@ -167,15 +192,123 @@ def test_glob_matching_nothing_is_a_clear_error(model_files, tmp_path):
 def test_missing_weights_and_colliding_names_are_clear_errors(tmp_path):
     demo = load_tool("demo")
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS file not found: .*nope.pth"):
-        demo.check_weights(str(tmp_path / "nope.pth"))
+        check_weights(str(tmp_path / "nope.pth"))
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS is empty"):
-        demo.check_weights("")
+        check_weights("")
+    check_weights("detectron2://ImageNetPretrained/MSRA/R-50.pkl")  # downloaded when loaded
     for folder in ("x", "y"):
         _write_image(tmp_path / folder / "same.png", 64, 64, seed=0)
     with pytest.raises(ValueError, match="share the file name 'same.png'"):
         demo.collect_inputs([str(tmp_path / "x"), str(tmp_path / "y" / "same.png")])
     only = str(tmp_path / "x" / "same.png")
     assert demo.collect_inputs([only, str(tmp_path / "x"), only]) == [only]
+
+
+def test_output_folder_holding_the_inputs_is_refused_and_nothing_changes(model_files, tmp_path):
+    """The reported case: ``--input "*.jpg" --output .`` replaced the originals, exit 0."""
+    config, weights, _ = model_files
+    photos = tmp_path / "photos"
+    for seed, name in enumerate(["a.jpg", "b.jpg"]):
+        _write_image(photos / name, 128, 128, seed=seed)
+    before = _snapshot(photos)
+    result = _run_demo(config, weights, Path("."), 0.5, "*.jpg", cwd=photos)
+    assert result.returncode == 2
+    assert "--output .: writing ./a.jpg would overwrite the input a.jpg" in result.stderr
+    assert _snapshot(photos) == before
+
+
+@pytest.mark.parametrize("spelling", ["trailing slash", "dot-dot", "symlinked folder", "links"])
+def test_every_spelling_of_an_input_is_caught(tmp_path, spelling):
+    demo = load_tool("demo")
+    photos = tmp_path / "photos"
+    _write_image(photos / "a.png", 64, 64, seed=0)
+    output = {
+        "trailing slash": f"{photos}{os.sep}",
+        "dot-dot": str(photos / ".." / "photos"),
+        "symlinked folder": str(tmp_path / "link"),
+        "links": str(tmp_path / "links"),
+    }[spelling]
+    (tmp_path / "link").symlink_to(photos, target_is_directory=True)
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "a.png").symlink_to(photos / "a.png")
+    (tmp_path / "links" / "detections.json").hardlink_to(photos / "a.png")
+    with pytest.raises(ValueError, match=r"would overwrite the input .*a\.png; choose an --output"):
+        demo.check_outputs([str(photos / "a.png")], output)
+
+
+def test_outputs_of_an_earlier_run_may_be_replaced(tmp_path):
+    demo = load_tool("demo")
+    _write_image(tmp_path / "in" / "a.png", 64, 64, seed=0)
+    _write_image(tmp_path / "out" / "a.png", 64, 64, seed=1)
+    (tmp_path / "out" / "detections.json").write_text("[]")
+    demo.check_outputs([str(tmp_path / "in" / "a.png")], str(tmp_path / "out"))
+    demo.check_outputs([str(tmp_path / "in" / "a.png")], str(tmp_path / "not yet made"))
+
+
+def test_odd_images_are_skipped_by_name_and_the_batch_finishes(model_files, tmp_path):
+    """A 1 x 3000 image (resized to height 0), a truncated JPEG, and a 4 x 1000 one that the
+    drawing used to enlarge to 384 x 96000 pixels, at the usual test size (short side 800)."""
+    config, weights, _ = model_files
+    inputs = tmp_path / "in"
+    _write_image(inputs / "good.png", 128, 128, seed=0)
+    cv2.imwrite(str(inputs / "strip.png"), np.full((4, 1000, 3), 200, dtype=np.uint8))
+    cv2.imwrite(str(inputs / "thin.png"), np.full((1, 3000, 3), 200, dtype=np.uint8))
+    _write_image(inputs / "truncated.jpg", 128, 128, seed=1)
+    whole = (inputs / "truncated.jpg").read_bytes()
+    (inputs / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    before = _snapshot(inputs)
+    overrides = ["INPUT.MIN_SIZE_TEST", "800", "INPUT.MAX_SIZE_TEST", "1333"]
+    result = _run_demo(config, weights, tmp_path / "out", 0.5, str(inputs), overrides=overrides)
+    assert result.returncode == 1, result.stderr
+    log = result.stdout + result.stderr
+    assert f"{inputs / 'thin.png'}: the detector cannot take this image of 1 x 3000 pixels" in log
+    assert f"{inputs / 'truncated.jpg'}: the image file is damaged (image file is truncated" in log
+    assert f"2 image(s) skipped: {inputs / 'thin.png'}, {inputs / 'truncated.jpg'}" in log
+    records = _strict_json(tmp_path / "out" / "detections.json")
+    assert [Path(r["file_name"]).name for r in records] == ["good.png", "strip.png"]
+    assert cv2.imread(str(tmp_path / "out" / "strip.png")).shape == (16, 4096, 3)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "detections.json",
+        "good.png",
+        "strip.png",
+    ]
+    assert _snapshot(inputs) == before
+
+
+def test_non_finite_id_scores_are_written_as_null_and_flagged_ood(model_files, tmp_path):
+    config, weights, _ = model_files
+    checkpoint = torch.load(weights, map_location="cpu")
+    logistic = [key for key in checkpoint["model"] if key.endswith("logistic.weight")]
+    assert logistic, "no logistic layer in the checkpoint"
+    for key in logistic:
+        checkpoint["model"][key].fill_(float("nan"))  # every ID score becomes NaN
+    torch.save(checkpoint, tmp_path / "nan.pth")
+    _write_image(tmp_path / "in" / "a.png", 128, 128, seed=0)
+    result = _run_demo(config, tmp_path / "nan.pth", tmp_path / "out", 0.5, str(tmp_path / "in"))
+    assert result.returncode == 0, result.stderr
+    (record,) = _strict_json(tmp_path / "out" / "detections.json")
+    count = len(record["detections"])
+    assert count > 0
+    assert all(d["id_score"] is None and d["is_ood"] is True for d in record["detections"])
+    assert all(0.0 <= d["score"] <= 1.0 for d in record["detections"])
+    log = result.stdout + result.stderr
+    path = tmp_path / "in" / "a.png"
+    message = f"{path}: {count} of {count} boxes have a non-finite ID score (written as null, "
+    assert message + "flagged OOD)" in log
+    assert f"{path}: {count} detections, {count} flagged OOD" in log
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
+def test_confidence_threshold_outside_0_1_is_a_usage_error(value, capsys):
+    parser = load_tool("demo").build_parser()
+    arguments = ["--config-file", "c.yaml", "--input", "x.png", "--output", "out"]
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(arguments + ["--confidence-threshold", value])
+    assert exit_info.value.code == 2
+    message = f"argument --confidence-threshold: {value} is not a class probability"
+    assert message + ": pass a value in [0, 1]" in capsys.readouterr().err
+    for accepted in ("0", "1"):
+        assert parser.parse_args(arguments + ["--confidence-threshold", accepted])
 
 
 def _edge_colour(picture: np.ndarray, box, scale: int) -> np.ndarray:
@@ -212,3 +345,17 @@ def test_drawn_boxes_are_green_when_id_and_red_when_ood(fields, ood_threshold, e
             assert red > green + 50, (red, green)
         else:
             assert green > red + 50, (red, green)
+
+
+def test_nan_id_score_is_drawn_red_under_a_threshold():
+    instances = Instances(
+        (128, 128),
+        pred_boxes=Boxes(torch.tensor([[10.0, 10.0, 60.0, 110.0]])),
+        scores=torch.tensor([0.9]),
+        pred_classes=torch.tensor([0]),
+        id_scores=torch.tensor([float("nan")]),
+    )
+    image = np.full((128, 128, 3), 128, dtype=np.uint8)
+    picture = draw_open_set_detections(image, instances, ["cat"], 0.5)
+    red, green, _ = _edge_colour(picture, [10.0, 10.0, 60.0, 110.0], scale=3)
+    assert red > green + 50, (red, green)

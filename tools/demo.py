@@ -6,35 +6,62 @@ in-distribution and red when flagged OOD (``id_scores`` below ``VOS.OOD_THRESHOL
 
     python tools/demo.py --config-file configs/VOC-Detection/vos_R_50_FPN.yaml \\
         --input images/ street.jpg "more/*.png" --output demo_out \\
-        --ood-threshold 0.5 MODEL.WEIGHTS output/vos/model_final.pth
+        --ood-threshold-from output/vos/inference MODEL.WEIGHTS output/vos/model_final.pth
 
-Exit status: 0 when every image was processed, 1 when some could not be read (each is named in
-a warning and skipped), 2 for a usage error (no image matched an input, weights not found).
+Exit status: 0 when every image was processed; 1 when some were skipped, each named in a
+warning: unreadable or damaged (truncated) files, images the detector cannot take (e.g. 1 x 3000
+pixels); 2 for a usage error (no image matched an input, weights not found, a confidence
+threshold outside [0, 1], an output file that would overwrite an input). ``detections.json``
+holds the processed images; its non-finite numbers are ``null``, and a box with a non-finite ID
+score is flagged OOD.
 """
 
 import argparse
 import glob
 import json
 import logging
+import math
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import vos_det  # first: it silences known warnings of the imports below
 import cv2
+import numpy as np
+import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.structures import Instances
 from detectron2.utils.logger import setup_logger
+from PIL import Image, UnidentifiedImageError
 
-import vos_det
-from vos_det.utils import draw_open_set_detections
+from vos_det.data.ood_datasets import IMAGE_EXTENSIONS
+from vos_det.evaluation import EvaluationFolder
+from vos_det.utils import check_weights, draw_open_set_detections
 
 logger = logging.getLogger("vos_det.demo")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DETECTIONS_FILE = "detections.json"
+
+
+class SkippedImage(Exception):
+    """An image the demo cannot process; the message says why."""
+
+
+def probability(text: str) -> float:
+    """``argparse`` type of ``--confidence-threshold``: a number in [0, 1].
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is a number outside [0, 1] (or NaN).
+    """
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a class probability: pass a value in [0, 1], e.g. 0.5"
+        )
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,16 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--confidence-threshold",
-        type=float,
+        type=probability,
         default=0.5,
         help="minimum class probability of a detection (MODEL.ROI_HEADS.SCORE_THRESH_TEST)",
     )
-    parser.add_argument(
+    thresholds = parser.add_mutually_exclusive_group()
+    thresholds.add_argument(
         "--ood-threshold",
         type=float,
         default=None,
         help="flag detections whose ID score is below it as OOD (VOS.OOD_THRESHOLD; "
         "negative = no flag); default: the config's",
+    )
+    thresholds.add_argument(
+        "--ood-threshold-from",
+        metavar="RESULTS",
+        help="take the OOD threshold that evaluation derived for VOS.SCORE (the score 95%% of "
+        "kept ID boxes reach) from an ood_results.json or the folder holding it "
+        "(OUTPUT_DIR/inference)",
     )
     parser.add_argument(
         "opts",
@@ -88,27 +123,35 @@ def setup(args: argparse.Namespace) -> CfgNode:
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
     if args.ood_threshold is not None:
         cfg.VOS.OOD_THRESHOLD = args.ood_threshold
+    if args.ood_threshold_from is not None:
+        cfg.VOS.OOD_THRESHOLD = derived_ood_threshold(args.ood_threshold_from, cfg.VOS.SCORE)
     vos_det.validate_vos_config(cfg)
     cfg.freeze()
     return cfg
 
 
-def check_weights(weights: str) -> None:
-    """Raise ``FileNotFoundError`` unless ``weights`` names a local file or a URL.
+def derived_ood_threshold(results: str, score: str) -> float:
+    """The ID-ness threshold evaluation derived for ``score`` (``id_score_thresholds``).
 
     Args:
-        weights (str): ``MODEL.WEIGHTS``.
+        results (str): an ``ood_results.json`` file or the folder holding it.
+        score (str): the score the detections are flagged by (``VOS.SCORE``).
+
+    Raises:
+        FileNotFoundError: if there is no results file there.
+        ValueError: if the file is not OOD results or has no threshold for ``score``.
     """
-    if not weights:
-        raise FileNotFoundError(
-            "MODEL.WEIGHTS is empty: pass the trained model, e.g. "
-            "MODEL.WEIGHTS output/vos/model_final.pth"
+    folder = os.path.dirname(results) if os.path.isfile(results) else results
+    result = EvaluationFolder(folder).read_results()
+    if score not in result.id_score_thresholds:
+        raise ValueError(
+            f"{EvaluationFolder(folder).results_file} has no OOD threshold for the {score} score "
+            f"(VOS.SCORE); it has thresholds for {sorted(result.id_score_thresholds)}: set "
+            "VOS.SCORE to one of them, or evaluate with that score in VOS.EVAL.SCORES."
         )
-    if "://" not in weights and not os.path.isfile(weights):
-        raise FileNotFoundError(
-            f"MODEL.WEIGHTS file not found: {weights} (pass the path of a trained model, "
-            "e.g. OUTPUT_DIR/model_final.pth)"
-        )
+    threshold = result.id_score_thresholds[score]
+    logger.info("OOD threshold of the %s score from %s: %.6g", score, folder, threshold)
+    return threshold
 
 
 def collect_inputs(inputs: Sequence[str]) -> List[str]:
@@ -157,6 +200,92 @@ def collect_inputs(inputs: Sequence[str]) -> List[str]:
     return paths
 
 
+def output_path(output: str, image_path: str) -> str:
+    """Returns: where the annotated picture of ``image_path`` goes in the ``output`` folder."""
+    return os.path.join(output, os.path.basename(image_path))
+
+
+def check_outputs(paths: Sequence[str], output: str) -> None:
+    """Refuse an ``--output`` folder where the demo would overwrite one of its inputs.
+
+    Files are compared by identity (device and inode), so different spellings of a folder,
+    symbolic and hard links are caught.
+
+    Args:
+        paths (Sequence[str]): the input images.
+        output (str): the ``--output`` folder.
+
+    Raises:
+        ValueError: an annotated picture or ``detections.json`` would replace an input (the
+            message names both).
+    """
+    inputs = {_file_identity(path): path for path in paths}
+    targets = [output_path(output, path) for path in paths]
+    for target in targets + [os.path.join(output, DETECTIONS_FILE)]:
+        if os.path.exists(target) and _file_identity(target) in inputs:
+            raise ValueError(
+                f"--output {output}: writing {target} would overwrite the input "
+                f"{inputs[_file_identity(target)]}; choose an --output folder that holds none "
+                "of the input images"
+            )
+
+
+def _file_identity(path: str) -> Tuple[int, int]:
+    """Returns: the (device, inode) of the file ``path`` names, through symbolic links."""
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image completely.
+
+    Args:
+        path (str): image file.
+
+    Returns:
+        ndarray: (H, W, 3) uint8 BGR image.
+
+    Raises:
+        SkippedImage: the file is no image OpenCV reads, or its data is damaged (a truncated
+            JPEG, which OpenCV decodes partly, filling the rest with grey).
+    """
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise SkippedImage("cannot read the image (corrupt or not an image)")
+    try:
+        with Image.open(path) as complete:
+            complete.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        pass  # a format or a size PIL refuses: OpenCV's reading above is all there is
+    except OSError as error:
+        raise SkippedImage(f"the image file is damaged ({error})") from error
+    return image
+
+
+def detect(predictor: DefaultPredictor, image: np.ndarray) -> Instances:
+    """Run the detector on one image.
+
+    Args:
+        predictor (DefaultPredictor): the detector.
+        image (ndarray): (H, W, 3) uint8 BGR image.
+
+    Returns:
+        Instances: the detections on the CPU.
+
+    Raises:
+        SkippedImage: the detector cannot take the image, e.g. one of 1 x 3000 pixels, whose
+            short side the test-time resize rounds down to 0.
+    """
+    try:
+        return predictor(image)["instances"].to("cpu")
+    except (ValueError, RuntimeError) as error:
+        height, width = image.shape[:2]
+        raise SkippedImage(
+            f"the detector cannot take this image of {height} x {width} pixels (height x width): "
+            f"{error}"
+        ) from error
+
+
 def class_names_of(cfg: CfgNode) -> List[str]:
     """The ID class names from the metadata of the config's datasets, else ``class <i>``.
 
@@ -188,7 +317,8 @@ def detections_record(
     Returns:
         dict: ``file_name``, ``height``, ``width`` and ``detections``, each with ``box``
         (x0, y0, x1, y1 in input pixels), ``class``, ``class_id``, ``score``, ``id_score`` and
-        ``is_ood`` (None when no OOD threshold is set).
+        ``is_ood`` (None when no OOD threshold is set). Non-finite numbers are None (JSON
+        ``null``).
     """
     is_ood = instances.is_ood.tolist() if instances.has("is_ood") else [None] * len(instances)
     detections = [
@@ -208,7 +338,43 @@ def detections_record(
             is_ood,
         )
     ]
-    return {"file_name": file_name, "height": height, "width": width, "detections": detections}
+    record = {"file_name": file_name, "height": height, "width": width, "detections": detections}
+    return _finite_or_none(record)
+
+
+def _finite_or_none(value: Any) -> Any:
+    """``value`` (JSON data) with its non-finite floats replaced by None: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
+def flag_non_finite_scores(path: str, instances: Instances, flagging: bool) -> None:
+    """Warn about boxes whose ID score is not finite and, when flagging, flag them OOD: an
+    unknown score must never count as in-distribution.
+
+    Args:
+        path (str): the image, named in the warning.
+        instances (Instances): its detections on the CPU; ``is_ood`` is updated in place.
+        flagging (bool): an OOD threshold is set (``instances`` has ``is_ood``).
+    """
+    non_finite = ~torch.isfinite(instances.id_scores)
+    count = int(non_finite.sum())
+    if not count:
+        return
+    if flagging:
+        instances.is_ood = instances.is_ood | non_finite
+    logger.warning(
+        "%s: %d of %d boxes have a non-finite ID score (written as null%s)",
+        path,
+        count,
+        len(instances),
+        ", flagged OOD" if flagging else "",
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -218,8 +384,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv (Sequence[str] or None): command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        int: 0 when every image was processed, 1 when some could not be read. A usage error
-        (no image matched an input, weights not found, invalid config value) exits with 2.
+        int: 0 when every image was processed, 1 when some were skipped. A usage error (no
+        image matched an input, weights not found, invalid config or threshold value, an output
+        that would overwrite an input) exits with 2.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -228,6 +395,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         cfg = setup(args)
         paths = collect_inputs(args.input)
+        check_outputs(paths, args.output)
         check_weights(cfg.MODEL.WEIGHTS)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))  # exits with status 2
@@ -237,15 +405,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(args.output, exist_ok=True)
     records, failed = [], []
     for path in paths:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            logger.warning("%s: cannot read the image (corrupt or not an image); skipped", path)
+        start = time.perf_counter()
+        try:
+            image = read_image(path)
+            instances = detect(predictor, image)
+        except SkippedImage as error:
+            logger.warning("%s: %s; skipped", path, error)
             failed.append(path)
             continue
-        start = time.perf_counter()
-        instances = predictor(image)["instances"].to("cpu")
+        flag_non_finite_scores(path, instances, flagging)
         drawn = draw_open_set_detections(image[:, :, ::-1], instances, class_names, None)
-        cv2.imwrite(os.path.join(args.output, os.path.basename(path)), drawn[:, :, ::-1])
+        cv2.imwrite(output_path(args.output, path), drawn[:, :, ::-1])
         records.append(detections_record(path, *image.shape[:2], instances, class_names))
         flagged = f"{int(instances.is_ood.sum())} flagged OOD" if flagging else "no OOD flag"
         logger.info(
@@ -256,7 +426,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             time.perf_counter() - start,
         )
     with open(os.path.join(args.output, DETECTIONS_FILE), "w") as f:
-        json.dump(records, f, indent=1)
+        json.dump(records, f, indent=1, allow_nan=False)
     logger.info(
         "Wrote %d annotated images and %s to %s",
         len(records),
@@ -264,7 +434,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.output,
     )
     if failed:
-        logger.error("%d image(s) could not be read: %s", len(failed), ", ".join(failed))
+        logger.error("%d image(s) skipped: %s", len(failed), ", ".join(failed))
         return 1
     return 0
 

@@ -17,12 +17,12 @@ import functools
 import os
 from typing import Dict, List, Optional
 
+import vos_det  # first: it silences known warnings of the imports below
 import cv2
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor
 
-import vos_det
 from vos_det.data.ood_datasets import default_datasets_root
 from vos_det.data.synthetic import (
     SYNTHETIC_SPLITS,

@@ -4,35 +4,78 @@
     python tools/train_net.py --config-file configs/VOC-Detection/vos_R_50_FPN.yaml --num-gpus 8
     python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS model_final.pth
     python tools/train_net.py --config-file ... --resume
+
+Detectron2's and vos_det's logs (the OOD metric tables among them) go to the terminal and to
+``OUTPUT_DIR/log.txt``. ``--eval-only`` refuses to run (exit status 2) without trained weights:
+``MODEL.WEIGHTS`` must name a local file or a URL, unless ``--resume`` finds a checkpoint in
+``OUTPUT_DIR``.
 """
+
+import argparse
 import logging
 
+import vos_det  # first: it silences known warnings of the imports below
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
+from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 
-import vos_det
 from vos_det.engine import VOSTrainer
+from vos_det.engine.preflight import check_datasets
+from vos_det.utils import check_weights, setup_vos_logger
 
 logger = logging.getLogger("vos_det")
 
 
-def setup(args):
-    """Config from the defaults, VOS keys, ``--config-file`` and ``KEY VALUE`` overrides."""
+def build_config(args: argparse.Namespace) -> CfgNode:
+    """Config from the defaults, VOS keys, ``--config-file`` and ``KEY VALUE`` overrides.
+
+    Args:
+        args (Namespace): parsed command line.
+
+    Returns:
+        CfgNode: the frozen config.
+    """
     cfg = get_cfg()
     vos_det.add_vos_config(cfg)
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     vos_det.validate_vos_config(cfg)
     cfg.freeze()
+    return cfg
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    """``build_config``, then Detectron2's and vos_det's logs (terminal and ``log.txt``)."""
+    cfg = build_config(args)
+    setup_vos_logger(cfg.OUTPUT_DIR, comm.get_rank())
     default_setup(cfg, args)
     return cfg
 
 
-def main(args):
+def check_eval_only_weights(cfg: CfgNode, resume: bool) -> None:
+    """Raise ``FileNotFoundError`` unless ``--eval-only`` has trained weights to evaluate.
+
+    Args:
+        cfg (CfgNode): the config (``MODEL.WEIGHTS``, ``OUTPUT_DIR``).
+        resume (bool): ``--resume``: a checkpoint in ``OUTPUT_DIR`` takes the place of
+            ``MODEL.WEIGHTS``.
+    """
+    if resume and DetectionCheckpointer(torch.nn.Module(), cfg.OUTPUT_DIR).has_checkpoint():
+        return
+    check_weights(cfg.MODEL.WEIGHTS)
+
+
+def main(args: argparse.Namespace):
+    """Train, or evaluate with ``--eval-only``; returns the evaluation results.
+
+    Raises:
+        FileNotFoundError: ``--eval-only`` without trained weights (``check_eval_only_weights``).
+    """
     cfg = setup(args)
     if args.eval_only:
+        check_eval_only_weights(cfg, args.resume)
         model = VOSTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
@@ -46,8 +89,30 @@ def main(args):
     return trainer.train()
 
 
+def check_before_launch(args: argparse.Namespace) -> None:
+    """Everything that can be checked before any process starts: the config (keys and values),
+    with ``--eval-only`` the weights, and the datasets (:func:`check_datasets`).
+
+    Raises:
+        AssertionError, KeyError, ValueError: a config mistake (yacs raises the first two).
+        FileNotFoundError: a missing config file, dataset file or weights file.
+    """
+    cfg = build_config(args)
+    if args.eval_only:
+        try:
+            check_eval_only_weights(cfg, args.resume)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"--eval-only: {error}") from error
+    check_datasets(cfg, training=not args.eval_only)
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    args = parser.parse_args()
+    try:  # a mistake in the command line gets its message, not a traceback
+        check_before_launch(args)
+    except (AssertionError, FileNotFoundError, KeyError, ValueError) as error:
+        parser.error(error.args[0] if isinstance(error, KeyError) and error.args else str(error))
     launch(
         main,
         args.num_gpus,

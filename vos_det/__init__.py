@@ -8,6 +8,10 @@ FPN backbone) so that YAML configs can name them. Then::
     cfg.merge_from_file(vos_det.model_zoo.get_config_file("VOC-Detection/vos_R_50_FPN.yaml"))
 """
 
+from .known_warnings import ignore_known_warnings
+
+ignore_known_warnings()  # before the imports below import Detectron2
+
 from . import data  # registers the ID and OOD datasets under $DETECTRON2_DATASETS
 from . import model_zoo
 from .config import add_vos_config, validate_vos_config

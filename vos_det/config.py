@@ -2,7 +2,7 @@
 
 from detectron2.config import CfgNode as CN
 
-from .scores import score_names
+from .scores import get_score, score_names
 
 
 def add_vos_config(cfg: CN) -> None:
@@ -107,6 +107,17 @@ def validate_vos_config(cfg: CN) -> None:
             f"must list distinct names among {', '.join(names)}",
         ),
     ]
+    if vos.SCORE in names and vos.OOD_THRESHOLD >= 0:
+        low, high = get_score(vos.SCORE).value_range
+        checks.append(
+            (
+                low <= vos.OOD_THRESHOLD <= high,
+                "VOS.OOD_THRESHOLD",
+                f"is outside the range [{low:g}, {high:g}] of the {vos.SCORE} score (VOS.SCORE): "
+                "no box could be flagged, or every box would be; take the threshold "
+                "evaluation derived (ood_results.json, id_score_thresholds)",
+            )
+        )
     for ok, key, requirement in checks:
         if not ok:
             value = cfg

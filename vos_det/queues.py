@@ -30,10 +30,15 @@ class ClassFeatureQueues(nn.Module):
     - ``class_sums`` (float64, [K, d]): per-class sums of the queued vectors.
     - ``outer_sum`` (float64, [d, d]): sum of ``x x^T`` over all queued vectors of all classes.
     - ``num_pushes`` (int64, scalar): number of non-empty pushes so far.
+    - ``queue_shape`` (int64, [3]): (K, Q, d), so that a checkpoint says which queues it holds.
 
     The statistics are updated incrementally on every push (entering vectors added, overwritten
     ones subtracted) and recomputed exactly from the queue contents every ``recompute_every``
     pushes, which bounds the accumulation of rounding errors.
+
+    Loading a state of other queues (another K, Q or d, e.g. another ``VOS.QUEUE_SIZE``) raises
+    ``ValueError`` naming both shapes: Detectron2's checkpointer skips the mismatched buffers,
+    which would otherwise leave counts that describe features that were never loaded.
 
     Do not cast the module with ``.half()`` / ``.double()``: the buffers have fixed dtypes.
     """
@@ -76,11 +81,48 @@ class ClassFeatureQueues(nn.Module):
         self.register_buffer("class_sums", torch.zeros(num_classes, dim, dtype=torch.float64))
         self.register_buffer("outer_sum", torch.zeros(dim, dim, dtype=torch.float64))
         self.register_buffer("num_pushes", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("queue_shape", torch.tensor([num_classes, capacity, dim]))
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, capacity={self.capacity}, dim={self.dim}, "
             f"eps={self.eps}, recompute_every={self.recompute_every}"
+        )
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ):
+        """Refuse the state of queues of another shape; accept states saved before ``queue_shape``."""
+        ours = [prefix + name for name, _ in self.named_buffers(recurse=False)]
+        saved_shape = state_dict.get(prefix + "queue_shape")
+        if saved_shape is not None and saved_shape.tolist() != self.queue_shape.tolist():
+            self._refuse(saved_shape.tolist(), prefix)
+        if prefix + "features" not in state_dict and any(key in state_dict for key in ours):
+            # A loader (Detectron2's checkpointer) dropped the features for their shape.
+            self._refuse(None, prefix)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
+        if prefix + "features" in state_dict and prefix + "queue_shape" in missing_keys:
+            missing_keys.remove(
+                prefix + "queue_shape"
+            )  # saved before the buffer existed: same shape
+
+    def _refuse(self, saved_shape: Optional[list], prefix: str) -> None:
+        saved = (
+            "of another shape"
+            if saved_shape is None
+            else (
+                f"with {saved_shape[0]} classes, {saved_shape[1]} vectors per class and "
+                f"{saved_shape[2]}-d features"
+            )
+        )
+        raise ValueError(
+            f"The checkpoint holds feature queues ({prefix.rstrip('.')}) {saved}, but this model's "
+            f"have {self.num_classes} classes, {self.capacity} vectors per class "
+            f"(VOS.QUEUE_SIZE) and {self.dim}-d features (MODEL.ROI_BOX_HEAD.FC_DIM): set the "
+            "model's VOS.QUEUE_SIZE, NUM_CLASSES and FC_DIM to the checkpoint's, or load a "
+            "checkpoint without queues (e.g. a vanilla Detectron2 model) to start them empty."
         )
 
     @torch.no_grad()

@@ -181,4 +181,3 @@ def _msp(inputs: ScoreInputs) -> Tensor:
 def _max_logit(inputs: ScoreInputs) -> Tensor:
     """Maximum foreground logit."""
     return max_logit_score(inputs.fg_logits)
-

@@ -26,7 +26,7 @@ Embedded synthetic benchmark (needs no download), under ``{root}/synthetic``:
 import logging
 import os
 from dataclasses import dataclass
-from typing import List
+from typing import Callable, List
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import load_coco_json
@@ -76,7 +76,10 @@ class _Split:
     def missing_hint(self, root: str) -> str:
         """Sentence telling the user how to create this split's files under ``root``."""
         command = self.prepare_command.format(root=root)
-        return f"Get the raw data as datasets/README.md describes, then run: {command}"
+        return (
+            f"Get the raw data as datasets/README.md describes, then run: {command} "
+            f"({datasets_root_hint(root)})"
+        )
 
 
 _BDD_COMMAND = "python datasets/prepare_bdd100k.py --split {split} --bdd-root {{root}}/bdd100k"
@@ -119,13 +122,23 @@ _OOD_SPLITS = [
 ]
 
 
+def datasets_root_hint(root: str) -> str:
+    """A sentence saying where datasets are read from and how to change it."""
+    variable = os.getenv("DETECTRON2_DATASETS")
+    origin = f"DETECTRON2_DATASETS={variable}" if variable else "DETECTRON2_DATASETS is not set"
+    return (
+        f"Datasets are read under {os.path.abspath(root)} ({origin}); set DETECTRON2_DATASETS "
+        "to the folder that holds them, laid out as datasets/README.md describes."
+    )
+
+
 def register_all_vos_datasets(root: str) -> None:
     """Register the VOS benchmark datasets stored under ``root``; skip names already registered.
 
     Args:
         root (str): datasets root, normally ``$DETECTRON2_DATASETS`` (default "datasets").
     """
-    _complete_voc_metadata()
+    _complete_voc_metadata(root)
     for split in _ID_SPLITS:
         if split.name not in DatasetCatalog:
             _register_coco_id_split(split, root)
@@ -143,12 +156,34 @@ def register_all_vos_datasets(root: str) -> None:
     logger.debug("VOS datasets registered under %s.", root)
 
 
-def _complete_voc_metadata() -> None:
-    """Mark the PASCAL VOC splits (registered by Detectron2's builtin module) as the VOC ID sets."""
+def _complete_voc_metadata(root: str) -> None:
+    """Mark the PASCAL VOC splits (registered by Detectron2's builtin module) as the VOC ID sets,
+    and make a missing VOC folder name the datasets root and where to read about it.
+
+    Args:
+        root (str): datasets root.
+    """
     for name in _VOC_SPLITS:
-        MetadataCatalog.get(name).set(
-            id_dataset="voc", id_classes=list(ID_CLASSES["voc"])
-        )
+        MetadataCatalog.get(name).set(id_dataset="voc", id_classes=list(ID_CLASSES["voc"]))
+        load = DatasetCatalog[name]
+        if not isinstance(load, _ExplainMissingFiles):
+            DatasetCatalog.remove(name)
+            DatasetCatalog.register(name, _ExplainMissingFiles(load, name, root))
+
+
+class _ExplainMissingFiles:
+    """A dataset loader whose ``FileNotFoundError`` also names the datasets root variable."""
+
+    def __init__(self, load: Callable[[], List[dict]], name: str, root: str):
+        self.load, self.name, self.root = load, name, root
+
+    def __call__(self) -> List[dict]:
+        try:
+            return self.load()
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"{self.name} could not be loaded ({e}). {datasets_root_hint(self.root)}"
+            ) from e
 
 
 def _register_coco_id_split(split: _Split, root: str) -> None:

@@ -19,22 +19,19 @@ from typing import Callable, Dict, Optional
 import torch
 from detectron2.config import CfgNode
 from detectron2.utils.env import seed_all_rng
-from detectron2.utils.logger import setup_logger
 
+from ..utils.logger import LOGGER_NAMES, setup_vos_logger
 from .hooks import ProgressBar
 from .trainer import VOSTrainer
 
 __all__ = ["log_to_file", "train_and_evaluate", "train_and_evaluate_all"]
 
-_LOGGER_NAMES = ("detectron2", "vos_det", "fvcore")
-
 
 def log_to_file(log_file: str) -> None:
-    """Send Detectron2's, fvcore's and vos_det's INFO logs to ``log_file``; the terminal only
-    gets warnings (progress bars and tables stay readable)."""
-    setup_logger(log_file, name="detectron2", abbrev_name="d2")
-    setup_logger(log_file, name="vos_det")
-    for name in _LOGGER_NAMES:
+    """Send Detectron2's, fvcore's and vos_det's INFO logs to ``log_file`` (without colour
+    codes); the terminal only gets warnings, so progress bars and tables stay readable."""
+    setup_vos_logger(log_file, rank=0)
+    for name in LOGGER_NAMES:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream in (
                 sys.stdout,
@@ -108,9 +105,7 @@ def train_and_evaluate_all(
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}.")
     if jobs == 1:
-        return {
-            name: train_and_evaluate(cfg, name, setup=setup) for name, cfg in cfgs.items()
-        }
+        return {name: train_and_evaluate(cfg, name, setup=setup) for name, cfg in cfgs.items()}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:

@@ -13,6 +13,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..evaluation import OODEvaluation
+from .checkpoint import AtomicCheckpointer
+from .preflight import check_datasets
 
 __all__ = ["VOSTrainer"]
 
@@ -22,6 +24,12 @@ class VOSTrainer(DefaultTrainer):
     evaluates the in-distribution set (COCO-style AP) against OOD sets (FPR95, AUROC, AUPR)."""
 
     def __init__(self, cfg: CfgNode):
+        """
+        Args:
+            cfg (CfgNode): the config; its datasets are checked first
+                (:func:`~vos_det.engine.preflight.check_datasets`).
+        """
+        check_datasets(cfg)
         if comm.get_world_size() == 1 or cfg.MODEL.DEVICE != "cpu":
             super().__init__(cfg)
         else:
@@ -53,6 +61,13 @@ class VOSTrainer(DefaultTrainer):
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
 
+    def build_hooks(self) -> list:
+        """Detectron2's hooks, saving checkpoints with an :class:`AtomicCheckpointer`."""
+        self.checkpointer = AtomicCheckpointer(
+            self.checkpointer.model, self.checkpointer.save_dir, trainer=weakref.proxy(self)
+        )
+        return super().build_hooks()
+
     @classmethod
     def build_evaluator(
         cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None
@@ -82,5 +97,7 @@ class VOSTrainer(DefaultTrainer):
         evaluation = OODEvaluation.from_config(cfg)
         for name in cfg.DATASETS.TEST:
             loader = cls.build_test_loader(cfg, name)
-            evaluation.add(name, inference_on_dataset(model, loader, cls.build_evaluator(cfg, name)))
+            evaluation.add(
+                name, inference_on_dataset(model, loader, cls.build_evaluator(cfg, name))
+            )
         return evaluation.results()

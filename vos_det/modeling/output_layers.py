@@ -1,10 +1,12 @@
 """VOS box predictor: Fast R-CNN output layers plus feature queues and the uncertainty loss."""
 
 import logging
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
 from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
@@ -41,6 +43,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
       ``id_scores >= ood_threshold`` (so a NaN score is never taken for a known object).
     """
 
+    #: Iterations between two warnings naming the classes whose queues are not filled.
+    WAITING_WARNING_PERIOD = 100
+
     @configurable
     def __init__(
         self,
@@ -59,6 +64,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         score_name: str,
         score_names: Sequence[str],
         ood_threshold: float,
+        class_names: Optional[Sequence[str]] = None,
         **kwargs,
     ):
         """
@@ -81,6 +87,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             score_names (Sequence[str]): registered scores attached as ``<name>_scores``
                 (``score_name`` is always among them).
             ood_threshold (float): flag ``is_ood`` below this score; negative = no flag.
+            class_names (Sequence[str] or None): the K class names, for messages.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
         """
         super().__init__(input_shape, **kwargs)
@@ -92,6 +99,8 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         self.uncertainty_loss_weight = uncertainty_loss_weight
         self.sync_queues = sync_queues
         self.score_name = score_name
+        self.class_names = list(class_names) if class_names is not None else None
+        self._last_waiting_warning = -math.inf
         self.score_names = tuple(dict.fromkeys([score_name, *score_names]))
         self.ood_threshold = ood_threshold
         self.uncertainty = EnergyUncertaintyHead(self.num_classes)
@@ -126,6 +135,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             score_name=cfg.VOS.SCORE,
             score_names=cfg.VOS.EVAL.SCORES,
             ood_threshold=cfg.VOS.OOD_THRESHOLD,
+            class_names=_training_class_names(cfg),
         )
         return ret
 
@@ -172,20 +182,53 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         self.queues.push(features, labels)
 
     def _outlier_classes(self) -> torch.Tensor:
-        """(K,) bool: the classes whose queues are ready for outlier synthesis."""
-        if self.min_queue_fill == 0:
-            ready = self.queues.ready_classes()
-            return ready if bool(ready.all()) else torch.zeros_like(ready)
-        return self.queues.ready_classes(self.min_queue_fill)
+        """(K,) bool: the classes whose queues are ready for outlier synthesis.
+
+        Classes still short of vectors are named in a warning (repeated every
+        ``WAITING_WARNING_PERIOD`` iterations), since with ``min_queue_fill`` 0 one such class
+        keeps the whole uncertainty loss off.
+        """
+        needed = self.min_queue_fill or self.queues.capacity
+        ready = self.queues.ready_classes(needed)
+        if not bool(ready.all()):
+            self._warn_waiting_classes(~ready, needed)
+        if self.min_queue_fill == 0 and not bool(ready.all()):
+            return torch.zeros_like(ready)
+        return ready
+
+    def _warn_waiting_classes(self, waiting: torch.Tensor, needed: int) -> None:
+        iteration = get_event_storage().iter
+        if iteration - self._last_waiting_warning < self.WAITING_WARNING_PERIOD:
+            return
+        self._last_waiting_warning = iteration
+        counts = self.queues.fill_counts()
+        names = ", ".join(
+            f"{self.class_names[k] if self.class_names else k} ({int(counts[k])}/{needed})"
+            for k in waiting.nonzero()[:, 0].tolist()
+        )
+        consequence = (
+            "the uncertainty loss stays off until every queue is full (VOS.MIN_QUEUE_FILL 0)"
+            if self.min_queue_fill == 0
+            else "these classes get no virtual outliers yet"
+        )
+        logger.warning(
+            "Iteration %d, past VOS.START_ITER, but the feature queues of %s are not filled: %s. "
+            "A class without training boxes never fills its queue: check the training set, or "
+            "set VOS.MIN_QUEUE_FILL > 0 so that the filled classes get outliers.",
+            iteration,
+            names,
+            consequence,
+        )
 
     def _uncertainty_loss(
         self, fg_logits: torch.Tensor, fg_features: torch.Tensor, fg_classes: torch.Tensor
     ) -> torch.Tensor:
         """Weighted binary cross-entropy of real foreground (ID) vs virtual outliers (OOD).
 
-        Before ``uncertainty_start_iter`` or while the queues are not ready there are no outliers; the term
-        is then the ID half alone with weight 0, so the uncertainty parameters still take part
-        in every step's graph (what DDP without ``find_unused_parameters`` requires).
+        Before ``uncertainty_start_iter`` or while the queues are not ready there are no
+        outliers; the term is then the ID half alone with weight 0, so the uncertainty parameters
+        still take part in every step's graph (what DDP without ``find_unused_parameters``
+        requires).
 
         Args:
             fg_logits (Tensor): (F, K) foreground logits of the foreground proposals.
@@ -284,6 +327,14 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 prefix.rstrip("."),
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _training_class_names(cfg) -> Optional[List[str]]:
+    """The class names of the first training set, when it has one per class."""
+    if not cfg.DATASETS.TRAIN:
+        return None
+    names = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes")
+    return list(names) if names and len(names) == cfg.MODEL.ROI_HEADS.NUM_CLASSES else None
 
 
 def _proposal_rows(kept: torch.Tensor, logits: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:

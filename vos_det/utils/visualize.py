@@ -12,6 +12,7 @@ __all__ = ["draw_open_set_detections"]
 ID_COLOUR = (0.1, 0.8, 0.1)
 OOD_COLOUR = (0.9, 0.1, 0.1)
 MIN_SHORT_SIDE = 384  # pixels: smaller images are upscaled so that the labels stay readable
+MAX_LONG_SIDE = 4096  # pixels: the upscaling stops there (thin images, e.g. 4 x 1000)
 MIN_FONT_POINTS = 14.0  # Visualizer's default font size in the drawn picture, at least
 
 
@@ -23,6 +24,20 @@ def _font_size_scale(height: int, width: int, scale: float) -> float:
     """
     default = max(np.sqrt(height * width) // 90, 10 // scale) * scale
     return max(1.0, MIN_FONT_POINTS / default)
+
+
+def _drawing_scale(height: int, width: int) -> float:
+    """How much to enlarge an image so that its short side reaches ``MIN_SHORT_SIDE``, without
+    taking the long side past ``MAX_LONG_SIDE``; images are never shrunk.
+
+    Args:
+        height (int): image height in pixels (> 0).
+        width (int): image width in pixels (> 0).
+
+    Returns:
+        float: the scale, >= 1.
+    """
+    return max(1.0, min(MIN_SHORT_SIDE / min(height, width), MAX_LONG_SIDE / max(height, width)))
 
 
 def draw_open_set_detections(
@@ -38,20 +53,21 @@ def draw_open_set_detections(
         instances (Instances): R detections on the CPU with ``pred_boxes``, ``scores``,
             ``pred_classes``, ``id_scores`` and optionally ``is_ood``.
         class_names (Sequence[str]): names of the ID classes, indexed by ``pred_classes``.
-        ood_threshold (float or None): flag the boxes whose ``id_scores`` fall below it; when
-            None the ``is_ood`` field decides, and without that field every box is ID.
+        ood_threshold (float or None): flag the boxes whose ``id_scores`` fall below it or are
+            NaN; when None the ``is_ood`` field decides, and without that field every box is ID.
 
     Returns:
-        ndarray: (H', W', 3) uint8 RGB picture, upscaled so that its short side is at least
-        ``MIN_SHORT_SIDE`` (384) pixels; H' = H and W' = W for larger images.
+        ndarray: (H', W', 3) uint8 RGB picture, upscaled by ``_drawing_scale``: its short side
+        is at least ``MIN_SHORT_SIDE`` (384) pixels unless its long side would pass
+        ``MAX_LONG_SIDE`` (4096); H' = H and W' = W for larger images.
     """
     height, width = image_rgb.shape[:2]
-    scale = max(1.0, MIN_SHORT_SIDE / min(height, width))
+    scale = _drawing_scale(height, width)
     visualizer = Visualizer(
         image_rgb, scale=scale, font_size_scale=_font_size_scale(height, width, scale)
     )
     if ood_threshold is not None:
-        is_ood = instances.id_scores < ood_threshold
+        is_ood = ~(instances.id_scores >= ood_threshold)  # NaN: unknown, never ID
     elif instances.has("is_ood"):
         is_ood = instances.is_ood
     else:

@@ -1,0 +1,66 @@
+"""Logging for the tools: vos_det's messages on the terminal and in ``OUTPUT_DIR/log.txt``."""
+
+import logging
+import re
+
+from detectron2.utils.logger import setup_logger
+
+__all__ = ["setup_vos_logger"]
+
+# Loggers that `setup_vos_logger` (and Detectron2's `default_setup`) give handlers.
+LOGGER_NAMES = ("detectron2", "fvcore", "vos_det")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class _PlainFormatter(logging.Formatter):
+    """Formats like the wrapped formatter, with the ANSI escape codes (colours) removed."""
+
+    def __init__(self, formatter: logging.Formatter):
+        super().__init__()
+        self.formatter = formatter
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _ANSI_ESCAPE.sub("", self.formatter.format(record))
+
+
+def _writes_to_terminal(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return stream is not None and hasattr(stream, "isatty") and stream.isatty()
+
+
+def _strip_colours_off_terminal() -> None:
+    """Remove ANSI colour codes from what the loggers of ``LOGGER_NAMES`` write to files and
+    pipes (``log.txt``, redirected output); terminals keep their colours.
+
+    Detectron2 colours its console format and, with pygments installed, the config it logs in
+    ``default_setup``; the latter reaches ``log.txt`` as escape codes otherwise.
+    """
+    for name in LOGGER_NAMES:
+        for handler in logging.getLogger(name).handlers:
+            if handler.formatter is None or isinstance(handler.formatter, _PlainFormatter):
+                continue
+            if not _writes_to_terminal(handler):
+                handler.setFormatter(_PlainFormatter(handler.formatter))
+
+
+def setup_vos_logger(output_dir: str, rank: int) -> logging.Logger:
+    """Send Detectron2's, fvcore's and vos_det's logs (OOD tables, warnings) to the terminal and
+    ``output_dir/log.txt``, without colour codes in the file.
+
+    Call it before ``detectron2.engine.default_setup``: that calls ``setup_logger`` with the
+    same arguments as here, and ``setup_logger`` (cached) then returns these loggers unchanged,
+    so the config that ``default_setup`` logs, coloured by pygments, reaches ``log.txt`` plain.
+
+    Args:
+        output_dir (str): ``OUTPUT_DIR``; the log goes to its ``log.txt`` (``log.txt.rank<r>``
+            for ranks r > 0).
+        rank (int): the process's rank; only rank 0 logs to the terminal.
+
+    Returns:
+        logging.Logger: the ``vos_det`` logger.
+    """
+    setup_logger(output_dir, distributed_rank=rank, name="fvcore")  # as in default_setup
+    setup_logger(output_dir, distributed_rank=rank)
+    logger = setup_logger(output_dir, distributed_rank=rank, name="vos_det")
+    _strip_colours_off_terminal()
+    return logger
