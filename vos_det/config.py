@@ -17,7 +17,9 @@ def add_vos_config(cfg: CN) -> None:
     # Before it, the queues only fill.
     cfg.VOS.START_ITER = 12000
     # Outliers are synthesised for a class once its queue holds this many vectors;
-    # 0 = only once every class queue is full (the paper's rule).
+    # 0 = only once every class queue is full (the paper's rule). A class without training boxes
+    # never fills its queue: from START_ITER on a warning names the classes still short, and with
+    # 0 the uncertainty loss stays off; set a value > 0 to train with the filled classes.
     cfg.VOS.MIN_QUEUE_FILL = 0
     # Candidates per class among which the lowest-likelihood ones are kept (the paper's t).
     cfg.VOS.NUM_CANDIDATES = 10000
