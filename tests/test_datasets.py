@@ -62,20 +62,8 @@ def _write_image(path, height, width):
     Image.new("RGB", (width, height), (120, 30, 200)).save(path)
 
 
-def test_id_classes():
+def test_voc_classes_are_detectron2s_in_its_order():
     assert ID_CLASSES["voc"] == list(VOC_CLASS_NAMES)
-    assert ID_CLASSES["bdd"] == [
-        "pedestrian",
-        "rider",
-        "car",
-        "truck",
-        "bus",
-        "train",
-        "motorcycle",
-        "bicycle",
-        "traffic light",
-        "traffic sign",
-    ]
 
 
 @pytest.mark.parametrize("name", sorted(OOD_SETS))
@@ -276,6 +264,7 @@ def test_every_image_extension_is_listed_and_sized(tmp_path):
         assert read_image_size(path) == read_image(path).shape[:2] == (9 + index, 20 - index)
 
 
+@pytest.mark.slow
 def test_import_registers_under_detectron2_datasets(tmp_path):
     """A fresh interpreter with DETECTRON2_DATASETS set loads VOC and COCO-OOD from that root."""
     voc = tmp_path / "VOC2007"

@@ -14,9 +14,8 @@ import torch
 from detectron2.engine import DefaultPredictor
 from detectron2.structures import Boxes, Instances
 
-from tiny_detection import CLASS_COLOURS, tiny_cfg
+from tiny_detection import CLASS_COLOURS
 from tool_scripts import load_tool
-from vos_det.engine import VOSTrainer
 from vos_det.utils import check_weights, draw_open_set_detections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,18 +69,11 @@ def _snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model_files(tiny_datasets, tmp_path_factory):
-    """A VOS model trained 6 steps: (config YAML, weights, the frozen config)."""
-    root = tmp_path_factory.mktemp("demo_run")
-    cfg = tiny_cfg(*tiny_datasets, str(root))
-    cfg.DATASETS.TEST = ()  # no evaluation after training
-    cfg.freeze()
-    trainer = VOSTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    config = root / "config.yaml"
-    config.write_text(cfg.dump())
-    return config, root / "model_final.pth", cfg
+def model_files(trained_vos_run):
+    """The session's tiny VOS model: (config YAML, weights, the frozen config)."""
+    cfg, _ = trained_vos_run
+    output = Path(cfg.OUTPUT_DIR)
+    return output / "config.yaml", output / "model_final.pth", cfg
 
 
 def _middle_gap(scores: np.ndarray) -> float:
@@ -124,6 +116,7 @@ def demo_run(model_files, tmp_path_factory):
     return result, root, output, threshold, expected
 
 
+@pytest.mark.slow
 def test_demo_writes_upscaled_pictures_and_detections(demo_run):
     result, _, output, threshold, _ = demo_run
     assert result.returncode == 0, result.stderr
@@ -150,6 +143,7 @@ def test_demo_writes_upscaled_pictures_and_detections(demo_run):
         assert f"{record['file_name']}: {count} detections, {flagged} flagged OOD" in log
 
 
+@pytest.mark.slow
 def test_demo_scores_match_the_predictor_in_process(demo_run):
     _, _, output, threshold, instances = demo_run
     detections = json.loads((output / "detections.json").read_text())[0]["detections"]
@@ -166,6 +160,7 @@ def test_demo_scores_match_the_predictor_in_process(demo_run):
     assert any(is_ood) and not all(is_ood)
 
 
+@pytest.mark.slow
 def test_corrupt_image_is_named_skipped_and_fails_the_run(model_files, tmp_path):
     config, weights, _ = model_files
     _write_image(tmp_path / "in" / "good.png", 128, 128, seed=7)
@@ -180,6 +175,7 @@ def test_corrupt_image_is_named_skipped_and_fails_the_run(model_files, tmp_path)
     assert [Path(r["file_name"]).name for r in records] == ["good.png"]
 
 
+@pytest.mark.slow
 def test_glob_matching_nothing_is_a_clear_error(model_files, tmp_path):
     config, weights, _ = model_files
     pattern = str(tmp_path / "nowhere" / "*.jpg")
@@ -204,6 +200,7 @@ def test_missing_weights_and_colliding_names_are_clear_errors(tmp_path):
     assert demo.collect_inputs([only, str(tmp_path / "x"), only]) == [only]
 
 
+@pytest.mark.slow
 def test_output_folder_holding_the_inputs_is_refused_and_nothing_changes(model_files, tmp_path):
     """The reported case: ``--input "*.jpg" --output .`` replaced the originals, exit 0."""
     config, weights, _ = model_files
@@ -245,6 +242,7 @@ def test_outputs_of_an_earlier_run_may_be_replaced(tmp_path):
     demo.check_outputs([str(tmp_path / "in" / "a.png")], str(tmp_path / "not yet made"))
 
 
+@pytest.mark.slow
 def test_odd_images_are_skipped_by_name_and_the_batch_finishes(model_files, tmp_path):
     """A 1 x 3000 image (resized to height 0), a truncated JPEG, and a 4 x 1000 one that the
     drawing used to enlarge to 384 x 96000 pixels, at the usual test size (short side 800)."""
@@ -275,6 +273,7 @@ def test_odd_images_are_skipped_by_name_and_the_batch_finishes(model_files, tmp_
     assert _snapshot(inputs) == before
 
 
+@pytest.mark.slow
 def test_non_finite_id_scores_are_written_as_null_and_flagged_ood(model_files, tmp_path):
     config, weights, _ = model_files
     checkpoint = torch.load(weights, map_location="cpu")

@@ -1,9 +1,12 @@
 """Two CPU processes through Detectron2's ``launch`` (gloo): queues stay identical with sync."""
 
+import pytest
 import torch
 from detectron2.engine import launch
 
 from distributed_worker import train_and_dump_queues
+
+pytestmark = pytest.mark.slow
 
 
 def _run(tmp_path, sync):

@@ -137,6 +137,7 @@ def _toy_batch(generator: torch.Generator, size: int = 64):
     return id_inputs, labels, ood_inputs
 
 
+@pytest.mark.slow
 def test_uncertainty_loss_separates_id_from_ood_on_toy_problem():
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)

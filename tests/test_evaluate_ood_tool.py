@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from detectron2.engine import default_argument_parser
 
-from test_ood_evaluator import SCORES, TINY_OOD, trained_ood_run
+from tiny_detection import TINY_OOD
 from tool_scripts import load_tool
 from vos_det.evaluation import EvaluationFolder, ood_metrics
 
@@ -29,11 +29,11 @@ def _median_threshold(folder: str, id_name: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tiny_datasets, tmp_path_factory):
-    """Two evaluation folders of the same 6-step model: "low" (threshold 0.05, evaluated by the
-    hook after training) and "median" (a threshold keeping half the boxes, evaluated by
+def two_runs(trained_vos_run, tiny_datasets, tmp_path_factory):
+    """Two evaluation folders of the session's 6-step model: "low" (threshold 0.05, evaluated by
+    the hook after training) and "median" (a threshold keeping half the boxes, evaluated by
     train_net.py --eval-only)."""
-    low_cfg, _ = trained_ood_run(tiny_datasets, tmp_path_factory)
+    low_cfg, _ = trained_vos_run
     low_folder = os.path.join(low_cfg.OUTPUT_DIR, "inference")
     median_cfg = low_cfg.clone()
     median_cfg.defrost()
@@ -52,7 +52,8 @@ def _saved(folder: str) -> dict:
     return json.loads(Path(folder, "ood_results.json").read_text())
 
 
-def test_train_net_eval_only_runs_the_ood_protocol(two_runs, tiny_datasets):
+@pytest.mark.slow
+def test_train_net_eval_only_runs_the_ood_protocol(two_runs, trained_vos_run, tiny_datasets):
     folders, results, threshold = two_runs
     saved = _saved(folders["median"])
     assert saved["threshold"] == {"value": threshold, "source": "fixed", "per_class": {}}
@@ -60,10 +61,11 @@ def test_train_net_eval_only_runs_the_ood_protocol(two_runs, tiny_datasets):
     assert 2 * saved["ood"][TINY_OOD]["kept"] >= saved["ood"][TINY_OOD]["boxes"] > 0
     assert results[tiny_datasets[1]]["ood_protocol"]["threshold"] == threshold
     assert results[tiny_datasets[1]]["bbox"]["AP"] == saved["id_metrics"]["AP"]
-    for score in SCORES:
+    for score in trained_vos_run[0].VOS.EVAL.SCORES:
         assert results[TINY_OOD][score] == saved["ood"][TINY_OOD]["metrics"][score]
 
 
+@pytest.mark.slow
 def test_tool_reproduces_both_runs_side_by_side(two_runs, tmp_path, capsys):
     folders, _, _ = two_runs
     out = tmp_path / "table.json"
@@ -86,7 +88,8 @@ def test_tool_reproduces_both_runs_side_by_side(two_runs, tmp_path, capsys):
     assert [cell.strip() for cell in row.split("|")[3:-1]] == expected
 
 
-def test_threshold_override_applies_to_the_saved_scores(two_runs, tiny_datasets):
+@pytest.mark.slow
+def test_threshold_override_applies_to_the_saved_scores(two_runs, trained_vos_run, tiny_datasets):
     folders, _, _ = two_runs
     threshold = _median_threshold(folders["low"], tiny_datasets[1])
     result = evaluate_ood.main(["--run", f"low={folders['low']}", "--threshold", repr(threshold)])
@@ -98,7 +101,7 @@ def test_threshold_override_applies_to_the_saved_scores(two_runs, tiny_datasets)
     assert (result.threshold.value, result.threshold.source) == (threshold, "fixed")
     assert result.id_kept == np.count_nonzero(id_kept) > 0
     assert result.ood[TINY_OOD].kept == np.count_nonzero(ood_kept) > 0
-    for score in SCORES:
+    for score in trained_vos_run[0].VOS.EVAL.SCORES:
         assert result.ood[TINY_OOD].metrics[score] == ood_metrics(
             id_arrays[score][id_kept], ood_arrays[score][ood_kept], 0.95
         )
@@ -113,6 +116,7 @@ def test_tool_errors_name_the_problem(tmp_path):
         evaluate_ood.main(["--run", f"a={tmp_path}", "--run", f"a={tmp_path}"])
 
 
+@pytest.mark.slow
 def test_tool_runs_from_the_command_line(two_runs):
     folders, _, _ = two_runs
     done = subprocess.run(

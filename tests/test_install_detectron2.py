@@ -98,6 +98,7 @@ def test_rewritten_wheel_is_pure_python(platform_wheel, tmp_path):
         _check_record(z)
 
 
+@pytest.mark.slow
 def test_rewritten_wheel_installs_on_this_python(platform_wheel, tmp_path):
     pure = installer.make_pure_python_wheel(platform_wheel, tmp_path)
     target = tmp_path / "site"
@@ -165,6 +166,7 @@ def test_source_route_rejects_a_folder_without_setup_py(tmp_path):
         installer.install_from_source(str(tmp_path / "missing"))
 
 
+@pytest.mark.slow
 def test_no_tools_package_in_site_packages(tmp_path):
     # Isolated mode and a neutral working directory: only site-packages can provide `tools`.
     result = subprocess.run(

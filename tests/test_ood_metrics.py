@@ -1,4 +1,4 @@
-"""ood_metrics against scikit-learn and closed-form cases."""
+"""ood_metrics and roc_curve against scikit-learn and closed-form cases."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vos_det.evaluation import ood_metrics
 from vos_det.evaluation.ood_metrics import fpr_key, id_threshold_at_tpr
+from vos_det.evaluation.ood_metrics import roc_curve as vos_roc_curve
 
 # The name of the false-positive rate at each TPR the tests use.
 FPR_KEYS = {0.95: "FPR95", 0.5: "FPR50", 1.0: "FPR100", 0.01: "FPR1"}
@@ -101,7 +102,9 @@ def test_invalid_tpr_raises(tpr):
         ood_metrics([1.0], [0.0], tpr=tpr)
 
 
-@pytest.mark.parametrize("tpr, key", [(0.95, "FPR95"), (0.9, "FPR90"), (0.975, "FPR97.5"), (1.0, "FPR100")])
+@pytest.mark.parametrize(
+    "tpr, key", [(0.95, "FPR95"), (0.9, "FPR90"), (0.975, "FPR97.5"), (1.0, "FPR100")]
+)
 def test_fpr_is_named_after_the_tpr_it_is_read_at(tpr, key):
     assert fpr_key(tpr) == key
     assert key in ood_metrics([1.0, 2.0], [0.0], tpr=tpr)
@@ -112,3 +115,12 @@ def test_id_threshold_is_the_score_that_tpr_of_id_scores_reach():
     assert id_threshold_at_tpr(id_scores, 0.95) == 3.0  # the 19th largest
     assert id_threshold_at_tpr(id_scores, 1.0) == 1.0
     assert id_threshold_at_tpr(id_scores, 0.05) == 21.0
+
+
+def test_roc_curve_area_equals_auroc():
+    rng = np.random.default_rng(1)
+    id_scores, ood_scores = rng.normal(1, 1, 200).round(1), rng.normal(0, 1, 150).round(1)
+    fpr, tpr = vos_roc_curve(id_scores, ood_scores)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    assert 100 * area == pytest.approx(ood_metrics(id_scores, ood_scores)["AUROC"], abs=1e-9)

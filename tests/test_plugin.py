@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
@@ -23,20 +24,9 @@ def _history(trainer, key):
     return {it: value for value, it in trainer.storage.history(key).values()}
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_datasets, tmp_path_factory):
-    """A VOS model trained 6 steps with START_ITER 3 (saved as model_final.pth)."""
-    cfg = tiny_cfg(*tiny_datasets, str(tmp_path_factory.mktemp("vos_run")))
-    cfg.DATASETS.TEST = ()  # no evaluation after training
-    cfg.freeze()
-    trainer = VOSTrainer(cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    return cfg, trainer
-
-
-def test_uncertainty_loss_zero_before_start_iter_and_positive_after(trained):
-    cfg, trainer = trained
+@pytest.mark.slow
+def test_uncertainty_loss_zero_before_start_iter_and_positive_after(trained_vos_run):
+    cfg, trainer = trained_vos_run
     losses = _history(trainer, "loss_uncertainty")
     active = _history(trainer, "vos/active")
     assert sorted(losses) == list(range(cfg.SOLVER.MAX_ITER))
@@ -50,8 +40,9 @@ def test_uncertainty_loss_zero_before_start_iter_and_positive_after(trained):
     assert _history(trainer, "vos/queue_fill_min")[cfg.SOLVER.MAX_ITER - 1] >= 2 / 8
 
 
-def test_gradients_reach_energy_weights_logistic_layer_and_classifier(trained):
-    cfg, trainer = trained
+@pytest.mark.slow
+def test_gradients_reach_energy_weights_logistic_layer_and_classifier(trained_vos_run):
+    cfg, trainer = trained_vos_run
     model = copy.deepcopy(trainer.model)  # training forward passes push into the queues
     model.train()
     batch = next(iter(trainer.build_train_loader(cfg)))
@@ -71,11 +62,12 @@ def test_gradients_reach_energy_weights_logistic_layer_and_classifier(trained):
     )
 
 
-def test_predictor_attaches_consistent_scores(trained, tiny_datasets):
-    cfg, _ = trained
+@pytest.mark.slow
+def test_predictor_attaches_consistent_scores(trained_vos_run, tiny_datasets):
+    cfg, _ = trained_vos_run
     cfg = cfg.clone()
     cfg.defrost()
-    cfg.MODEL.WEIGHTS = str(trained[0].OUTPUT_DIR) + "/model_final.pth"
+    cfg.MODEL.WEIGHTS = str(trained_vos_run[0].OUTPUT_DIR) + "/model_final.pth"
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
     cfg.VOS.OOD_THRESHOLD = 0.5
     predictor = DefaultPredictor(cfg)
@@ -92,8 +84,9 @@ def test_predictor_attaches_consistent_scores(trained, tiny_datasets):
     assert torch.equal(instances.is_ood, instances.id_scores < 0.5)
 
 
-def test_kept_logits_come_from_the_detections_own_proposals(trained, tiny_datasets):
-    cfg, trainer = trained
+@pytest.mark.slow
+def test_kept_logits_come_from_the_detections_own_proposals(trained_vos_run, tiny_datasets):
+    cfg, trainer = trained_vos_run
     model = copy.deepcopy(trainer.model).eval()
     captured = []
     hook = model.roi_heads.box_predictor.cls_score.register_forward_hook(
@@ -113,9 +106,10 @@ def test_kept_logits_come_from_the_detections_own_proposals(trained, tiny_datase
         torch.testing.assert_close(prob, score)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("score", ["energy", "msp", "max_logit"])
-def test_configured_score_is_attached(trained, tiny_datasets, score):
-    cfg, _ = trained
+def test_configured_score_is_attached(trained_vos_run, tiny_datasets, score):
+    cfg, _ = trained_vos_run
     cfg = cfg.clone()
     cfg.defrost()
     cfg.VOS.SCORE = score
@@ -136,8 +130,9 @@ def _queue_state(model):
     return {k: v.clone() for k, v in model.roi_heads.box_predictor.queues.state_dict().items()}
 
 
-def test_checkpoint_round_trip_restores_queues(trained):
-    cfg, trainer = trained
+@pytest.mark.slow
+def test_checkpoint_round_trip_restores_queues(trained_vos_run):
+    cfg, trainer = trained_vos_run
     model = build_model(cfg)
     assert int(model.roi_heads.box_predictor.queues.fill_counts().sum()) == 0
     DetectionCheckpointer(model).load(cfg.OUTPUT_DIR + "/model_final.pth")
@@ -148,8 +143,9 @@ def test_checkpoint_round_trip_restores_queues(trained):
         assert torch.equal(saved[key], loaded[key]), key
 
 
-def test_resume_continues_with_full_queues_and_active_loss(trained, tmp_path):
-    cfg, trainer = trained
+@pytest.mark.slow
+def test_resume_continues_with_full_queues_and_active_loss(trained_vos_run, tmp_path):
+    cfg, trainer = trained_vos_run
     (tmp_path / "model_final.pth").write_bytes(
         open(cfg.OUTPUT_DIR + "/model_final.pth", "rb").read()
     )
@@ -157,6 +153,7 @@ def test_resume_continues_with_full_queues_and_active_loss(trained, tmp_path):
     resumed_cfg = cfg.clone()
     resumed_cfg.defrost()
     resumed_cfg.OUTPUT_DIR = str(tmp_path)
+    resumed_cfg.DATASETS.TEST = ()  # no evaluation after training
     resumed_cfg.SOLVER.MAX_ITER = cfg.SOLVER.MAX_ITER + 2
     resumed = VOSTrainer(resumed_cfg)
     resumed.resume_or_load(resume=True)
@@ -171,8 +168,9 @@ def test_resume_continues_with_full_queues_and_active_loss(trained, tmp_path):
     assert all(value > 0 for value in losses.values())
 
 
-def test_vanilla_detectron2_checkpoint_loads_into_vos_model(trained, tmp_path, caplog):
-    cfg, _ = trained
+@pytest.mark.slow
+def test_vanilla_detectron2_checkpoint_loads_into_vos_model(trained_vos_run, tmp_path, caplog):
+    cfg, _ = trained_vos_run
     vanilla_cfg = cfg.clone()
     vanilla_cfg.defrost()
     vanilla_cfg.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
@@ -189,6 +187,7 @@ def test_vanilla_detectron2_checkpoint_loads_into_vos_model(trained, tmp_path, c
     assert int(model.roi_heads.box_predictor.queues.fill_counts().sum()) == 0
 
 
+@pytest.mark.slow
 def test_vanilla_mode_has_no_queues_and_no_uncertainty_loss(tiny_datasets, tmp_path):
     cfg = tiny_cfg(*tiny_datasets, str(tmp_path), ENABLED=False)
     cfg.SOLVER.MAX_ITER = 2
@@ -217,8 +216,6 @@ def test_invalid_config_values_name_the_key(tiny_datasets, tmp_path, key, value,
 
 
 def test_missing_vos_section_says_to_call_add_vos_config():
-    from detectron2.config import get_cfg
-
     cfg = get_cfg()
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.ROI_HEADS.NAME = "VOSROIHeads"
@@ -228,15 +225,29 @@ def test_missing_vos_section_says_to_call_add_vos_config():
         build_model(cfg)
 
 
-def test_unknown_vos_key_is_rejected(tiny_datasets, tmp_path):
-    cfg = tiny_cfg(*tiny_datasets, str(tmp_path))
-    with pytest.raises((KeyError, AssertionError), match="Non-existent .*VOS.QUEUE_SIZ"):
-        cfg.merge_from_list(["VOS.QUEUE_SIZ", 10])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("START_ITER", -1, "VOS.START_ITER=-1 must be >= 0"),
+        ("NUM_SELECT", 0, "VOS.NUM_SELECT=0 must be >= 1"),
+        ("COV_EPS", 0.0, "VOS.COV_EPS=0.0 must be > 0"),
+        ("STATS_RECOMPUTE_PERIOD", 0, "VOS.STATS_RECOMPUTE_PERIOD=0 must be >= 1"),
+        ("EVAL.SCORE_THRESHOLD", 1.5, r"VOS.EVAL.SCORE_THRESHOLD=1.5 must be negative"),
+        ("EVAL.TPR", 0.0, r"VOS.EVAL.TPR=0.0 must be in \(0, 1\]"),
+        ("EVAL.SCORES", ("vos", "entropy"), "VOS.EVAL.SCORES=.*must list distinct names among"),
+        ("EVAL.SCORES", ("vos", "vos"), "VOS.EVAL.SCORES=.*must list distinct names"),
+    ],
+)
+def test_validate_vos_config_names_the_key(key, value, message):
+    cfg = get_cfg()
+    vos_det.add_vos_config(cfg)
+    vos_det.validate_vos_config(cfg)  # the defaults are valid
+    cfg.merge_from_list([f"VOS.{key}", value])
+    with pytest.raises(ValueError, match=message):
+        vos_det.validate_vos_config(cfg)
 
 
 def test_shipped_configs_build(tmp_path):
-    from detectron2.config import get_cfg
-
     for name in [
         "VOC-Detection/vanilla_R_50_FPN.yaml",
         "VOC-Detection/vos_R_50_FPN.yaml",

@@ -33,6 +33,7 @@ def _predictor(cfg):
 # ---------------------------------------------------------------- a class that never fills
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "min_fill, expected", [(0, [False, False, False]), (2, [True, True, False])]
 )
@@ -58,6 +59,7 @@ def test_classes_holding_the_loss_back_are_named(
 # ---------------------------------------------------------------- checks before training
 
 
+@pytest.mark.slow
 def test_class_count_mismatch_is_named_before_training(tiny_datasets, tmp_path):
     cfg = tiny_cfg(*tiny_datasets, str(tmp_path))
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 20
@@ -65,6 +67,7 @@ def test_class_count_mismatch_is_named_before_training(tiny_datasets, tmp_path):
         VOSTrainer(cfg)
 
 
+@pytest.mark.slow
 def test_ood_only_or_two_id_test_sets_fail_before_training(tiny_datasets, tmp_path):
     register_ood_dataset("reliability_ood", str(tmp_path), id_classes=["red", "green", "blue"])
     cfg = tiny_cfg(*tiny_datasets, str(tmp_path))
@@ -76,6 +79,7 @@ def test_ood_only_or_two_id_test_sets_fail_before_training(tiny_datasets, tmp_pa
         VOSTrainer(cfg)
 
 
+@pytest.mark.slow
 def test_missing_or_unregistered_test_sets_fail_before_training(tiny_datasets, tmp_path):
     missing = tmp_path / "no_such_folder"
     register_ood_dataset("reliability_missing", str(missing), id_classes=["red", "green", "blue"])
@@ -97,6 +101,7 @@ def test_missing_voc_names_the_datasets_root_variable(monkeypatch):
 # ---------------------------------------------------------------- queue size changes
 
 
+@pytest.mark.slow
 def test_queues_of_another_size_are_refused_naming_both(tiny_datasets, tmp_path):
     model = build_model(tiny_cfg(*tiny_datasets, str(tmp_path)))
     queues = model.roi_heads.box_predictor.queues
@@ -110,6 +115,7 @@ def test_queues_of_another_size_are_refused_naming_both(tiny_datasets, tmp_path)
     assert same.roi_heads.box_predictor.queues.fill_counts().tolist() == [2, 1, 2]
 
 
+@pytest.mark.slow
 def test_queues_saved_before_the_shape_buffer_still_load(tiny_datasets, tmp_path):
     queues = build_model(tiny_cfg(*tiny_datasets, str(tmp_path))).roi_heads.box_predictor.queues
     queues.push(torch.randn(3, queues.dim), torch.tensor([0, 1, 2]))
@@ -122,6 +128,7 @@ def test_queues_saved_before_the_shape_buffer_still_load(tiny_datasets, tmp_path
 # ---------------------------------------------------------------- scores and thresholds
 
 
+@pytest.mark.slow
 def test_a_nan_score_is_never_taken_for_a_known_object(tiny_datasets, tmp_path):
     predictor = _predictor(tiny_cfg(*tiny_datasets, str(tmp_path)))
     predictor.ood_threshold = 0.5
@@ -144,6 +151,7 @@ def test_ood_threshold_outside_the_scores_range_is_refused():
 # ---------------------------------------------------------------- files
 
 
+@pytest.mark.slow
 def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tiny_datasets, tmp_path):
     model = build_model(tiny_cfg(*tiny_datasets, str(tmp_path)))
     checkpointer = AtomicCheckpointer(model, save_dir=str(tmp_path))
@@ -175,6 +183,7 @@ def test_a_corrupt_score_file_is_named(tmp_path):
         folder.load_box_scores("d")
 
 
+@pytest.mark.slow
 def test_importing_vos_det_first_prints_no_known_torch_warning():
     code = (
         "import vos_det, detectron2.modeling, torch; torch.meshgrid(torch.ones(2), torch.ones(2))"
@@ -212,6 +221,7 @@ def test_demo_takes_the_threshold_evaluation_derived(tmp_path):
         demo.derived_ood_threshold(str(tmp_path / "elsewhere"), "vos")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [

@@ -11,7 +11,6 @@ from vos_det.scores import (
     compute_scores,
     get_score,
     register_score,
-    score_field,
     score_names,
 )
 
@@ -20,12 +19,19 @@ def _logits() -> torch.Tensor:
     return torch.randn(7, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-def test_built_in_scores_are_registered_in_order_with_their_needs():
-    assert score_names()[:4] == ("vos", "energy", "msp", "max_logit")
-    assert get_score("vos").requires == frozenset({"uncertainty"})
-    assert get_score("vos").value_range == (0.0, 1.0)
-    assert get_score("energy").requires == frozenset()
-    assert score_field("energy") == "energy_scores"
+@pytest.mark.parametrize("name", ["vos", "energy", "msp", "max_logit"])
+def test_built_in_scores_need_only_what_they_declare_and_stay_in_their_range(name):
+    definition = get_score(name)
+    inputs = ScoreInputs(
+        100 * _logits(),  # saturates the softmax and the sigmoid
+        uncertainty=(
+            EnergyUncertaintyHead(4).double() if "uncertainty" in definition.requires else None
+        ),
+    )
+    values = compute_scores([name], inputs)[name]
+    low, high = definition.value_range
+    assert values.shape == (7,) and torch.isfinite(values).all()
+    assert bool(((values >= low) & (values <= high)).all()), (values, definition.value_range)
 
 
 def test_logit_scores_match_numpy():

@@ -1,4 +1,5 @@
 """`make demo`'s entry point, end to end on a tiny synthetic benchmark (a few iterations)."""
+
 import json
 from pathlib import Path
 
@@ -6,6 +7,9 @@ import pytest
 
 from tool_scripts import load_tool
 from vos_det.engine import train_and_evaluate_all
+from vos_det.evaluation import EvaluationFolder
+
+VARIANTS = ("vanilla", "vos")
 
 
 @pytest.fixture(scope="module")
@@ -13,18 +17,45 @@ def demo_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("tinysyn")
     output = root / "demo"
     overrides = [
-        "SOLVER.MAX_ITER", 4, "SOLVER.STEPS", (), "SOLVER.WARMUP_ITERS", 0,
-        "SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0,
-        "VOS.START_ITER", 2, "VOS.QUEUE_SIZE", 4, "VOS.MIN_QUEUE_FILL", 1,
-        "VOS.NUM_CANDIDATES", 100, "VOS.EVAL.SCORE_THRESHOLD", 0.0,
+        "SOLVER.MAX_ITER",
+        4,
+        "SOLVER.STEPS",
+        (),
+        "SOLVER.WARMUP_ITERS",
+        0,
+        "SOLVER.IMS_PER_BATCH",
+        2,
+        "DATALOADER.NUM_WORKERS",
+        0,
+        "VOS.START_ITER",
+        2,
+        "VOS.QUEUE_SIZE",
+        4,
+        "VOS.MIN_QUEUE_FILL",
+        1,
+        "VOS.NUM_CANDIDATES",
+        100,
+        "VOS.EVAL.SCORE_THRESHOLD",
+        0.0,
     ]
-    arguments = ["--output", str(output), "--images", "8", "4", "4", "--data-root",
-                 str(root / "data"), "--jobs", "2"]
+    arguments = [
+        "--output",
+        str(output),
+        "--images",
+        "8",
+        "4",
+        "4",
+        "--data-root",
+        str(root / "data"),
+        "--jobs",
+        "2",
+    ]
     report = load_tool("showcase").main(arguments + [str(x) for x in overrides])
     names = {split: f"demo_synthetic_{split}" for split in ("train", "id_test", "ood_test")}
     return Path(report), output, names
 
 
+@pytest.mark.slow
 def test_demo_writes_report_with_table_and_pictures(demo_report):
     report, output, names = demo_report
     text = report.read_text()
@@ -39,15 +70,56 @@ def test_demo_writes_report_with_table_and_pictures(demo_report):
         assert word in text
 
 
+def _markdown_tables(text: str) -> list:
+    """Every pipe table of a Markdown text, as a list of rows {header: stripped cell}."""
+    tables, lines = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            lines.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif lines:
+            header, _, *rows = lines  # the second line is the alignment row
+            tables.append([dict(zip(header, row, strict=True)) for row in rows])
+            lines = []
+    return tables
+
+
+def _printed(value, digits: int = 2) -> str:
+    """A number as the table prints it; "-" for none."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@pytest.mark.slow
 def test_demo_table_numbers_match_the_saved_results(demo_report):
-    report, output, names = demo_report
-    text = report.read_text()
-    for variant in ("vanilla", "vos"):
-        results = json.loads((output / variant / "inference" / "ood_results.json").read_text())
-        fpr = results["ood"][names["ood_test"]]["metrics"]["energy"]["FPR95"]
-        assert f"{fpr:.2f}" in text
+    report, output, _ = demo_report
+    results = {v: EvaluationFolder(str(output / v / "inference")).read_results() for v in VARIANTS}
+    id_table, ood_table = _markdown_tables(report.read_text())
+    assert id_table == [
+        {
+            "run": variant,
+            "ID set": result.id_dataset,
+            "threshold": _printed(result.threshold.value, 4),
+            "ID boxes kept": f"{result.id_kept}/{result.id_boxes}",
+            **{key: _printed(result.id_metrics.get(key)) for key in ("AP", "AP50", "AP75")},
+        }
+        for variant, result in results.items()
+    ]
+    expected = {}  # (OOD set, score) -> the row's metric cells
+    for variant, result in results.items():
+        for name, ood in result.ood.items():
+            assert ood.metrics, f"{variant} has no metrics on {name}: nothing to compare"
+            for score in result.scores:
+                metrics = ood.metrics.get(score, {})
+                expected.setdefault((name, score), {}).update(
+                    {
+                        f"{variant} {key}": _printed(metrics.get(key))
+                        for key in (result.fpr_key, "AUROC", "AUPR")
+                    }
+                )
+    assert {(row.pop("OOD set"), row.pop("score")): row for row in ood_table} == expected
+    assert len(ood_table) == len(expected)  # no (OOD set, score) row printed twice
 
 
+@pytest.mark.slow
 def test_printed_evaluation_output_goes_to_each_runs_log(demo_report):
     _, output, _ = demo_report
     for variant in ("vanilla", "vos"):

@@ -45,14 +45,6 @@ def _write_image(path, height, width):
     Image.new("RGB", (width, height)).save(path)
 
 
-@pytest.mark.parametrize("script", [coco_ood, openimages_ood, bdd])
-def test_help(script, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        script.main(["--help"])
-    assert exit_info.value.code == 0
-    assert "--output" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("mapping", [coco_ood.ID_TO_COCO, openimages_ood.ID_TO_OPENIMAGES])
 def test_mapping_tables_cover_every_id_class(mapping):
     assert {benchmark: sorted(table) for benchmark, table in mapping.items()} == {

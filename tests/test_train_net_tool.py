@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from test_ood_evaluator import TINY_OOD, trained_ood_run
-from tiny_detection import tiny_cfg
+from tiny_detection import TINY_OOD, tiny_cfg
 from tool_scripts import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,8 +19,7 @@ _RUN_WITH_TINY_DATASETS = """
 import runpy, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from test_ood_evaluator import register_tiny_ood_dataset
-from tiny_detection import register_tiny_dataset
+from tiny_detection import register_tiny_dataset, register_tiny_ood_dataset
 register_tiny_dataset({id_name!r}, Path({root!r}) / "test", 6, seed=1)
 register_tiny_ood_dataset(Path({root!r}) / "ood")
 sys.argv = [{train_net!r}, *{arguments!r}]
@@ -38,19 +36,45 @@ def _run(command: list, timeout: int = 300) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("weights", ["", "nope.pth"])
-def test_eval_only_without_weights_is_a_usage_error(weights, tmp_path):
-    """It used to evaluate a randomly initialised model and exit 0."""
-    cfg = tiny_cfg("vos_tiny_train", "vos_tiny_test", str(tmp_path / "output"))
+def _config_file(tmp_path: Path) -> Path:
+    """The tiny config as a YAML file; its output folder is ``tmp_path / "output"``."""
     config = tmp_path / "config.yaml"
-    config.write_text(cfg.dump())
-    weights = weights and str(tmp_path / weights)
-    command = [sys.executable, str(TRAIN_NET), "--config-file", str(config), "--eval-only"]
-    result = _run(command + ["MODEL.WEIGHTS", weights])
+    config.write_text(tiny_cfg("vos_tiny_train", "vos_tiny_test", str(tmp_path / "output")).dump())
+    return config
+
+
+@pytest.mark.slow
+def test_eval_only_without_weights_is_a_usage_error_on_the_command_line(tmp_path):
+    """It used to evaluate a randomly initialised model and exit 0."""
+    command = [sys.executable, str(TRAIN_NET), "--config-file", str(_config_file(tmp_path))]
+    result = _run(command + ["--eval-only", "MODEL.WEIGHTS", ""])
     assert result.returncode == 2, result.stderr
-    expected = f"MODEL.WEIGHTS file not found: {weights}" if weights else "MODEL.WEIGHTS is empty"
-    assert f"error: --eval-only: {expected}" in result.stderr
+    assert "error: --eval-only: MODEL.WEIGHTS is empty" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "output").exists()  # refused before any set-up
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--eval-only", "MODEL.WEIGHTS", "{tmp}/nope.pth"], "MODEL.WEIGHTS file not found: "),
+        (["VOS.QUEUE_SIZ", "10"], "error: Non-existent key: VOS.QUEUE_SIZ"),
+        (["VOS.QUEUE_SIZE", "1"], "error: VOS.QUEUE_SIZE=1 must be >= 2"),
+        (["DATASETS.TEST", "('no_such_set',)"], "error: DATASETS.TEST names ['no_such_set']"),
+    ],
+)
+def test_command_line_mistakes_are_one_clear_line(
+    arguments, message, tiny_datasets, tmp_path, capsys
+):
+    """Config and dataset mistakes used to print a traceback (datasets: after training)."""
+    arguments = [a.format(tmp=tmp_path) for a in arguments]
+    with pytest.raises(SystemExit) as exit_info:
+        load_tool("train_net").parse_checked_args(
+            ["--config-file", str(_config_file(tmp_path)), *arguments]
+        )
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "output").exists()
 
 
 def test_eval_only_resume_takes_the_last_checkpoint_for_weights(tmp_path):
@@ -64,11 +88,12 @@ def test_eval_only_resume_takes_the_last_checkpoint_for_weights(tmp_path):
         train_net.check_eval_only_weights(cfg, resume=False)
 
 
+@pytest.mark.slow
 def test_eval_only_shows_the_ood_results_on_the_terminal_and_in_log_txt(
-    tiny_datasets, tmp_path_factory
+    trained_vos_run, tiny_datasets, tmp_path_factory
 ):
     """vos_det's logger used to have no handler: its OOD table reached neither."""
-    trained, _ = trained_ood_run(tiny_datasets, tmp_path_factory)
+    trained, _ = trained_vos_run
     output = tmp_path_factory.mktemp("eval_only")
     cfg = trained.clone()
     cfg.defrost()
@@ -92,23 +117,3 @@ def test_eval_only_shows_the_ood_results_on_the_terminal_and_in_log_txt(
         assert "OOD plots to" in text
     assert log.count("Contents of args.config_file") == 1  # Detectron2's, coloured by pygments
     assert "\x1b" not in log, "ANSI escape codes in log.txt"
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (["VOS.QUEUE_SIZ", "10"], "error: Non-existent key: VOS.QUEUE_SIZ"),
-        (["VOS.QUEUE_SIZE", "1"], "error: VOS.QUEUE_SIZE=1 must be >= 2"),
-        (["DATASETS.TEST", "('no_such_set',)"], "error: DATASETS.TEST names ['no_such_set']"),
-    ],
-)
-def test_config_and_dataset_mistakes_are_one_clear_line(overrides, message, tmp_path):
-    """They used to print a full traceback before the clear last line (datasets: after training)."""
-    cfg = tiny_cfg("vos_tiny_train", "vos_tiny_test", str(tmp_path / "output"))
-    cfg.DATASETS.TRAIN = ("synthetic_train",)
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
-    config = tmp_path / "config.yaml"
-    config.write_text(cfg.dump())
-    result = _run([sys.executable, str(TRAIN_NET), "--config-file", str(config), *overrides])
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr

@@ -1,4 +1,5 @@
-"""A tiny detection problem and a tiny GN Faster R-CNN config for fast CPU tests."""
+"""A tiny detection problem (an ID train/test set and an OOD set) and a tiny GN Faster R-CNN
+config for fast CPU tests."""
 
 from pathlib import Path
 
@@ -9,9 +10,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 import vos_det
+from vos_det.data import register_ood_dataset
+from vos_det.engine import VOSTrainer
 
 CLASS_COLOURS = [(255, 60, 60), (60, 255, 60), (60, 60, 255)]  # one colour per class (BGR)
 IMAGE_SIZE = 64
+TINY_OOD = "vos_tiny_ood"  # the OOD set of register_tiny_ood_dataset
 
 
 def write_tiny_dataset(root: Path, num_images: int, seed: int = 0) -> list:
@@ -62,6 +66,24 @@ def register_tiny_dataset(name: str, root: Path, num_images: int, seed: int = 0)
     MetadataCatalog.get(name).set(thing_classes=["red", "green", "blue"], evaluator_type="coco")
 
 
+def register_tiny_ood_dataset(root: Path, num_images: int = 4) -> str:
+    """Images of 1-2 filled circles (a shape and colours the ID set lacks), as an OOD set."""
+    if TINY_OOD in DatasetCatalog.list():
+        return TINY_OOD
+    rng = np.random.default_rng(7)
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(num_images):
+        image = rng.integers(0, 60, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        for _ in range(rng.integers(1, 3)):
+            radius = int(rng.integers(7, 14))
+            centre = tuple(int(c) for c in rng.integers(radius, IMAGE_SIZE - radius, size=2))
+            colour = [(255, 255, 60), (255, 60, 255)][int(rng.integers(0, 2))]
+            cv2.circle(image, centre, radius, colour, thickness=-1)
+        cv2.imwrite(str(root / f"{index:04d}.png"), image)
+    register_ood_dataset(TINY_OOD, str(root), id_classes=["red", "green", "blue"])
+    return TINY_OOD
+
+
 def tiny_cfg(train: str, test: str, output_dir: str, **vos):
     """A GN ResNet-18 FPN Faster R-CNN with the VOS predictor, small enough for CPU tests."""
     cfg = get_cfg()
@@ -109,3 +131,25 @@ def tiny_cfg(train: str, test: str, output_dir: str, **vos):
     overrides.update({f"VOS.{key}": value for key, value in vos.items()})
     cfg.merge_from_list([item for pair in overrides.items() for item in pair])
     return cfg
+
+
+def train_tiny_vos_run(train: str, test: str, ood: str, output_dir: str):
+    """Train the tiny VOS model 6 steps (loss from step 3), evaluating the ID test set and the
+    OOD set afterwards (a threshold of 0.05 keeps low-probability boxes).
+
+    ``output_dir`` then holds ``config.yaml`` (``cfg.dump()``), ``model_final.pth`` and
+    ``inference/`` (``ood_results.json``, the per-box scores, the plots).
+
+    Returns:
+        tuple: (the frozen config, the trained ``VOSTrainer``).
+    """
+    cfg = tiny_cfg(train, test, output_dir)
+    cfg.DATASETS.TEST = (test, ood)
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.01
+    cfg.VOS.EVAL.SCORE_THRESHOLD = 0.05
+    cfg.freeze()
+    Path(output_dir, "config.yaml").write_text(cfg.dump())
+    trainer = VOSTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    return cfg, trainer

@@ -1,4 +1,5 @@
 """Import the command-line scripts of ``tools/`` (not a package) by path, for testing."""
+
 import importlib.util
 from pathlib import Path
 from types import ModuleType

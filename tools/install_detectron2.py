@@ -20,6 +20,7 @@ Usage::
     python tools/install_detectron2.py                      # choose automatically
     D2_SOURCE=https://github.com/facebookresearch/detectron2.git python tools/install_detectron2.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -110,7 +111,11 @@ def _rewrite_metadata_file(name: str, data: bytes) -> bytes:
     if name.endswith(".dist-info/METADATA"):
         header, sep, body = text.partition("\n\n")
         lines = [ln for ln in header.splitlines() if not DROPPED_REQUIREMENTS.match(ln)]
-        declared = {ln.split(":", 1)[1].strip().split()[0] for ln in lines if ln.startswith("Requires-Dist:")}
+        declared = {
+            ln.split(":", 1)[1].strip().split()[0]
+            for ln in lines
+            if ln.startswith("Requires-Dist:")
+        }
         for requirement in EXTRA_REQUIREMENTS:
             if re.split(r"[<>=!~ ]", requirement)[0] not in declared:
                 lines.append(f"Requires-Dist: {requirement}")
@@ -133,7 +138,9 @@ def make_pure_python_wheel(src: Path, dest_dir: Path) -> Path:
     """
     parts = src.name[: -len(".whl")].split("-")
     if len(parts) < 5:
-        raise InstallError(f"{src.name} is not a wheel file name (name-version-py-abi-platform.whl)")
+        raise InstallError(
+            f"{src.name} is not a wheel file name (name-version-py-abi-platform.whl)"
+        )
     out = dest_dir / f"{parts[0]}-{parts[1]}-py3-none-any.whl"
     try:
         zin = zipfile.ZipFile(src)
@@ -174,12 +181,25 @@ def download_verified_wheel(directory: Path) -> Path:
     wheel = directory / WHEEL_FILENAME
     if not wheel.exists():
         directory.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", "3.10", "--dest", str(directory),
-               f"{WHEEL_PROJECT}=={WHEEL_VERSION}"]
-        _run(cmd, f"could not download {WHEEL_PROJECT}=={WHEEL_VERSION} from the package "
-                  "registry (no network to PyPI?); set D2_SOURCE to a local detectron2 checkout "
-                  "to build from source instead")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.10",
+            "--dest",
+            str(directory),
+            f"{WHEEL_PROJECT}=={WHEEL_VERSION}",
+        ]
+        _run(
+            cmd,
+            f"could not download {WHEEL_PROJECT}=={WHEEL_VERSION} from the package "
+            "registry (no network to PyPI?); set D2_SOURCE to a local detectron2 checkout "
+            "to build from source instead",
+        )
     if not wheel.exists():
         raise InstallError(f"pip reported success but {wheel} is missing")
     actual = sha256_of(wheel)
@@ -187,7 +207,8 @@ def download_verified_wheel(directory: Path) -> Path:
         wheel.unlink()
         raise InstallError(
             f"sha256 mismatch for {WHEEL_FILENAME}: expected {WHEEL_SHA256}, got {actual}; "
-            "the file was deleted, run again to re-download")
+            "the file was deleted, run again to re-download"
+        )
     return wheel
 
 
@@ -195,23 +216,37 @@ def install_from_wheel() -> None:
     wheel = download_verified_wheel(cache_dir())
     with tempfile.TemporaryDirectory() as tmp:
         pure = make_pure_python_wheel(wheel, Path(tmp))
-        _run([sys.executable, "-m", "pip", "install", str(pure)],
-             "installing the rewritten detectron2 wheel or its dependencies failed")
+        _run(
+            [sys.executable, "-m", "pip", "install", str(pure)],
+            "installing the rewritten detectron2 wheel or its dependencies failed",
+        )
 
 
 def install_from_source(source: str) -> None:
     """Build detectron2 from a git URL or a local checkout (needs a compiler and torch)."""
     if os.path.isdir(source):
         if not os.path.exists(os.path.join(source, "setup.py")):
-            raise InstallError(f"D2_SOURCE={source} is a folder without setup.py: not a detectron2 checkout")
+            raise InstallError(
+                f"D2_SOURCE={source} is a folder without setup.py: not a detectron2 checkout"
+            )
         target = source
     elif "://" in source or source.startswith("git@"):
         target = source if source.startswith("git+") else "git+" + source
     else:
         raise InstallError(f"D2_SOURCE={source} is neither an existing folder nor a git URL")
     # No build isolation: the build needs the torch already installed here.
-    _run([sys.executable, "-m", "pip", "install", "--no-build-isolation", target, *EXTRA_REQUIREMENTS],
-         f"building detectron2 from {source} failed (see the compiler output above)")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-build-isolation",
+            target,
+            *EXTRA_REQUIREMENTS,
+        ],
+        f"building detectron2 from {source} failed (see the compiler output above)",
+    )
 
 
 def smoke_test() -> str:
@@ -245,10 +280,16 @@ def smoke_test() -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", default=os.environ.get("D2_SOURCE"),
-                        help="git URL or local checkout of detectron2 to build (default: $D2_SOURCE)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the route that would be taken and exit without installing")
+    parser.add_argument(
+        "--source",
+        default=os.environ.get("D2_SOURCE"),
+        help="git URL or local checkout of detectron2 to build (default: $D2_SOURCE)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the route that would be taken and exit without installing",
+    )
     args = parser.parse_args(argv)
     try:
         if importlib.util.find_spec("torch") is None:

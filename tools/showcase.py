@@ -12,6 +12,7 @@ Both models train at the same time, one process each (``--jobs 1``: one after th
 Writes ``<output>/{vanilla,vos}/`` (checkpoints, ``inference/`` scores, ``ood_results.json``,
 plots), ``<output>/report.md`` with the table and pictures, and ``<output>/log.txt``.
 """
+
 import argparse
 import functools
 import os
@@ -35,8 +36,16 @@ from vos_det.utils.visualize import draw_open_set_detections
 
 VARIANTS = {"vanilla": "Synthetic/vanilla.yaml", "vos": "Synthetic/vos.yaml"}
 # A quick look: a quarter of the schedule, the uncertainty loss over its last 3/8.
-QUICK_OVERRIDES = ["SOLVER.MAX_ITER", 200, "SOLVER.STEPS", (150,), "VOS.START_ITER", 125,
-                   "SOLVER.CHECKPOINT_PERIOD", 200]
+QUICK_OVERRIDES = [
+    "SOLVER.MAX_ITER",
+    200,
+    "SOLVER.STEPS",
+    (150,),
+    "VOS.START_ITER",
+    125,
+    "SOLVER.CHECKPOINT_PERIOD",
+    200,
+]
 PICTURES_PER_SET = 3
 DEMO_PREFIX = "demo_synthetic"  # dataset names of a benchmark chosen with --images/--data-root
 
@@ -79,24 +88,42 @@ def draw_examples(cfg, ood_threshold: float, folder: str) -> List[str]:
     return paths
 
 
-def write_report(output: str, table: str, seconds: Dict[str, float], jobs: int, cfgs: dict,
-                 thresholds: Dict[str, float], pictures: Dict[str, List[str]]) -> str:
+def write_report(
+    output: str,
+    table: str,
+    seconds: Dict[str, float],
+    jobs: int,
+    cfgs: dict,
+    thresholds: Dict[str, float],
+    pictures: Dict[str, List[str]],
+) -> str:
     lines = ["# vos-det demo: synthetic open-set benchmark", ""]
-    lines += [f"Training and evaluation took {seconds['vanilla']:.0f} s (vanilla) and "
-              f"{seconds['vos']:.0f} s (VOS) on this machine, "
-              f"{'side by side' if jobs > 1 else 'one after the other'}; "
-              f"{cfgs['vos'].SOLVER.MAX_ITER} iterations each, VOS loss from iteration "
-              f"{cfgs['vos'].VOS.START_ITER}.", "", table, ""]
+    lines += [
+        f"Training and evaluation took {seconds['vanilla']:.0f} s (vanilla) and "
+        f"{seconds['vos']:.0f} s (VOS) on this machine, "
+        f"{'side by side' if jobs > 1 else 'one after the other'}; "
+        f"{cfgs['vos'].SOLVER.MAX_ITER} iterations each, VOS loss from iteration "
+        f"{cfgs['vos'].VOS.START_ITER}.",
+        "",
+        table,
+        "",
+    ]
     for variant, paths in pictures.items():
         score = cfgs[variant].VOS.SCORE
-        lines += [f"## {variant}: detections (green = ID, red = flagged OOD: {score} score "
-                  f"below {thresholds[variant]:.4f}, the value 95% of kept ID boxes reach)", ""]
+        lines += [
+            f"## {variant}: detections (green = ID, red = flagged OOD: {score} score "
+            f"below {thresholds[variant]:.4f}, the value 95% of kept ID boxes reach)",
+            "",
+        ]
         lines += [f"![{os.path.basename(p)}]({os.path.relpath(p, output)})" for p in paths]
         plots = evaluation_folder(cfgs[variant]).plots_folder
         if os.path.isdir(plots):
             lines += ["", f"Score histograms and ROC curves ({variant}):", ""]
-            lines += [f"![{name}]({os.path.relpath(os.path.join(plots, name), output)})"
-                      for name in sorted(os.listdir(plots)) if name.endswith(".png")]
+            lines += [
+                f"![{name}]({os.path.relpath(os.path.join(plots, name), output)})"
+                for name in sorted(os.listdir(plots))
+                if name.endswith(".png")
+            ]
         lines.append("")
     path = os.path.join(output, "report.md")
     with open(path, "w") as f:
@@ -119,7 +146,9 @@ def benchmark_setup(images: Optional[List[int]], data_root: Optional[str]):
         return {split: f"synthetic_{split}" for split in SYNTHETIC_SPLITS}, None
     sizes = dict(zip(("num_train", "num_id_test", "num_ood_test"), images or ()))
     if data_root is None:
-        data_root = os.path.join(default_datasets_root(), "_".join(["synthetic", *map(str, images)]))
+        data_root = os.path.join(
+            default_datasets_root(), "_".join(["synthetic", *map(str, images)])
+        )
     for split in SYNTHETIC_SPLITS:  # a name left from an earlier call may point elsewhere
         for catalog in (DatasetCatalog, MetadataCatalog):
             if f"{DEMO_PREFIX}_{split}" in catalog:
@@ -133,14 +162,25 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/demo", help="folder for runs and report")
     parser.add_argument("--quick", action="store_true", help="a quarter of the schedule")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                        help="models trained at the same time, one process each (default: 2 "
-                             "when there are 2 or more cores)")
-    parser.add_argument("--images", type=int, nargs=3, metavar=("TRAIN", "ID_TEST", "OOD_TEST"),
-                        help="generate a benchmark with these numbers of images instead of the "
-                             "built-in one")
-    parser.add_argument("--data-root", help="folder of that benchmark (default: "
-                        "$DETECTRON2_DATASETS/synthetic_<TRAIN>_<ID_TEST>_<OOD_TEST>)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="models trained at the same time, one process each (default: 2 "
+        "when there are 2 or more cores)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        nargs=3,
+        metavar=("TRAIN", "ID_TEST", "OOD_TEST"),
+        help="generate a benchmark with these numbers of images instead of the " "built-in one",
+    )
+    parser.add_argument(
+        "--data-root",
+        help="folder of that benchmark (default: "
+        "$DETECTRON2_DATASETS/synthetic_<TRAIN>_<ID_TEST>_<OOD_TEST>)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -148,8 +188,12 @@ def main(argv: Optional[List[str]] = None) -> str:
     os.makedirs(args.output, exist_ok=True)
     log_to_file(os.path.join(args.output, "log.txt"))
     datasets, setup = benchmark_setup(args.images, args.data_root)
-    dataset_opts = ["DATASETS.TRAIN", (datasets["train"],),
-                    "DATASETS.TEST", (datasets["id_test"], datasets["ood_test"])]
+    dataset_opts = [
+        "DATASETS.TRAIN",
+        (datasets["train"],),
+        "DATASETS.TEST",
+        (datasets["id_test"], datasets["ood_test"]),
+    ]
     cfgs = {v: build_cfg(v, args.output, args.quick, dataset_opts + args.opts) for v in VARIANTS}
     DatasetCatalog.get(datasets["train"])  # generate the data once, before the runs start
     seconds = train_and_evaluate_all(cfgs, args.jobs, setup)
@@ -158,8 +202,10 @@ def main(argv: Optional[List[str]] = None) -> str:
     print(table)
     # The score 95% (TPR) of the kept ID boxes reach: boxes below it are drawn as OOD.
     thresholds = {v: results[v].id_score_thresholds[cfg.VOS.SCORE] for v, cfg in cfgs.items()}
-    pictures = {v: draw_examples(cfg, thresholds[v], os.path.join(args.output, "pictures", v))
-                for v, cfg in cfgs.items()}
+    pictures = {
+        v: draw_examples(cfg, thresholds[v], os.path.join(args.output, "pictures", v))
+        for v, cfg in cfgs.items()
+    }
     report = write_report(args.output, table, seconds, args.jobs, cfgs, thresholds, pictures)
     print(f"report: {report}")
     return report

@@ -13,6 +13,7 @@ Detectron2's and vos_det's logs (the OOD metric tables among them) go to the ter
 
 import argparse
 import logging
+from typing import List, Optional
 
 import vos_det  # first: it silences known warnings of the imports below
 import torch
@@ -106,13 +107,20 @@ def check_before_launch(args: argparse.Namespace) -> None:
     check_datasets(cfg, training=not args.eval_only)
 
 
-if __name__ == "__main__":
+def parse_checked_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Detectron2's command line, checked by :func:`check_before_launch`; a mistake exits with
+    status 2 and its message (no traceback)."""
     parser = default_argument_parser()
-    args = parser.parse_args()
-    try:  # a mistake in the command line gets its message, not a traceback
+    args = parser.parse_args(argv)
+    try:
         check_before_launch(args)
     except (AssertionError, FileNotFoundError, KeyError, ValueError) as error:
         parser.error(error.args[0] if isinstance(error, KeyError) and error.args else str(error))
+    return args
+
+
+if __name__ == "__main__":
+    args = parse_checked_args()
     launch(
         main,
         args.num_gpus,

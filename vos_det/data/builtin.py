@@ -101,23 +101,28 @@ _OPENIMAGES_COMMAND = (
     "python datasets/prepare_openimages_ood.py --benchmark {benchmark} "
     "--openimages-root {{root}}/OpenImages"
 )
+# Each OOD source: (image folder, annotation file with "{benchmark}", preparation command).
+_OOD_SOURCES = {
+    "coco_ood_val": (
+        "coco/val2017",
+        "coco/annotations/instances_val2017_ood_wrt_{benchmark}.json",
+        _COCO_COMMAND,
+    ),
+    "openimages_ood_val": (
+        "OpenImages/images",
+        "OpenImages/openimages_ood_wrt_{benchmark}.json",
+        _OPENIMAGES_COMMAND,
+    ),
+}
 _OOD_SPLITS = [
     _Split(
-        name=f"coco_ood_val{suffix}",
+        name=f"{prefix}{suffix}",
         benchmark=benchmark,
-        image_root="coco/val2017",
-        json_file=f"coco/annotations/instances_val2017_ood_wrt_{benchmark}.json",
-        prepare_command=_COCO_COMMAND.format(benchmark=benchmark),
+        image_root=image_root,
+        json_file=json_file.format(benchmark=benchmark),
+        prepare_command=command.format(benchmark=benchmark),
     )
-    for benchmark, suffix in (("voc", ""), ("bdd", "_bdd"))
-] + [
-    _Split(
-        name=f"openimages_ood_val{suffix}",
-        benchmark=benchmark,
-        image_root="OpenImages/images",
-        json_file=f"OpenImages/openimages_ood_wrt_{benchmark}.json",
-        prepare_command=_OPENIMAGES_COMMAND.format(benchmark=benchmark),
-    )
+    for prefix, (image_root, json_file, command) in _OOD_SOURCES.items()
     for benchmark, suffix in (("voc", ""), ("bdd", "_bdd"))
 ]
 

@@ -4,7 +4,7 @@ Plots are drawn on matplotlib's Agg canvas without pyplot, so no global backend 
 """
 
 import os
-from typing import List, Mapping
+from typing import Dict, List, Mapping
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -14,6 +14,7 @@ from tabulate import tabulate
 from .ood_metrics import roc_curve
 from .output_folder import EvaluationRun
 from .protocol import ID_METRIC_NAMES, ProtocolResult, keep_boxes
+from .score_collector import BoxScores
 
 __all__ = ["format_table", "plot_roc_curves", "plot_score_histograms"]
 
@@ -78,6 +79,14 @@ def _save(figure: Figure, path: str) -> None:
     figure.savefig(path, dpi=100)
 
 
+def _kept_boxes(run: EvaluationRun) -> Dict[str, BoxScores]:
+    """The kept boxes of the ID set and of every OOD set, by set name."""
+    threshold = run.result.threshold.value
+    kept = {run.result.id_dataset: keep_boxes(run.id_box_scores, threshold)}
+    kept.update({name: keep_boxes(run.ood_box_scores[name], threshold) for name in run.result.ood})
+    return kept
+
+
 def plot_score_histograms(run: EvaluationRun, folder: str) -> List[str]:
     """Draw, per score, the density histograms of the kept ID boxes and each OOD set's kept boxes.
 
@@ -90,11 +99,7 @@ def plot_score_histograms(run: EvaluationRun, folder: str) -> List[str]:
     """
     os.makedirs(folder, exist_ok=True)
     result = run.result
-    kept = {result.id_dataset: keep_boxes(run.id_box_scores, result.threshold.value)}
-    kept.update(
-        {name: keep_boxes(run.ood_box_scores[name], result.threshold.value) for name in result.ood}
-    )
-    kept = {name: arrays for name, arrays in kept.items() if len(arrays["class_prob"])}
+    kept = {name: arrays for name, arrays in _kept_boxes(run).items() if len(arrays["class_prob"])}
     paths = []
     for score in result.scores:
         values = np.concatenate([arrays[score] for arrays in kept.values()])
@@ -134,16 +139,15 @@ def plot_roc_curves(run: EvaluationRun, folder: str) -> List[str]:
     """
     os.makedirs(folder, exist_ok=True)
     result = run.result
-    id_kept = keep_boxes(run.id_box_scores, result.threshold.value)
+    kept = _kept_boxes(run)
     paths = []
     for name, ood_result in result.ood.items():
         if not ood_result.metrics:
             continue
-        ood_kept = keep_boxes(run.ood_box_scores[name], result.threshold.value)
         figure = Figure(figsize=(5, 5))
         axes = figure.add_subplot()
         for score, metrics in ood_result.metrics.items():
-            fpr, tpr = roc_curve(id_kept[score], ood_kept[score])
+            fpr, tpr = roc_curve(kept[result.id_dataset][score], kept[name][score])
             axes.plot(
                 fpr,
                 tpr,

@@ -25,7 +25,10 @@ class _PlainFormatter(logging.Formatter):
 
 def _writes_to_terminal(handler: logging.Handler) -> bool:
     stream = getattr(handler, "stream", None)
-    return stream is not None and hasattr(stream, "isatty") and stream.isatty()
+    try:
+        return stream is not None and hasattr(stream, "isatty") and stream.isatty()
+    except ValueError:  # a closed stream (e.g. one a test harness replaced) is no terminal
+        return False
 
 
 def _strip_colours_off_terminal() -> None:
