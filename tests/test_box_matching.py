@@ -1,15 +1,21 @@
-"""vos_det.evaluation.box_matching: VOC matching of detections and the F1-optimal threshold."""
+"""vos_det.evaluation.box_matching: VOC matching of detections and the F1-optimal thresholds of
+both protocols ("strict": exact F1 at IoU 0.5; "paper": from COCOeval's arrays)."""
 
+import contextlib
+import io
 import logging
 
 import numpy as np
 import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from vos_det.evaluation.box_matching import (
     EmptyBoxSetError,
     derive_score_threshold,
     f1_optimal_thresholds,
     match_detections,
+    paper_score_threshold,
 )
 
 
@@ -111,8 +117,8 @@ def brute_force_thresholds(detections, ground_truth, iou_threshold=0.5):
     return result
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_f1_optimal_thresholds_match_brute_force_on_random_cases(seed):
+def _random_case(seed):
+    """Detections jittered around random ground-truth boxes on 4 images, 3 classes, many ties."""
     rng = np.random.default_rng(seed)
     num_gt, num_det, num_images = 12, 40, 4
     corners = rng.uniform(0, 40, (num_gt, 2))
@@ -134,13 +140,97 @@ def test_f1_optimal_thresholds_match_brute_force_on_random_cases(seed):
         ),
         "class_prob": rng.integers(1, 10, num_det).astype(np.float32) / 10,  # many ties
     }
+    return detections, ground_truth
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_f1_optimal_thresholds_match_brute_force_on_random_cases(seed):
+    detections, ground_truth = _random_case(seed)
     assert f1_optimal_thresholds(detections, ground_truth) == brute_force_thresholds(
         detections, ground_truth
     )
 
 
-def test_no_detection_of_any_class_asks_for_a_fixed_threshold(hand_case):
+@pytest.mark.parametrize("derive", [derive_score_threshold, paper_score_threshold])
+def test_no_detection_of_any_class_asks_for_a_fixed_threshold(hand_case, derive):
     detections, ground_truth, _ = hand_case
     none = {key: value[:0] for key, value in detections.items()}
     with pytest.raises(EmptyBoxSetError, match="VOS.EVAL.SCORE_THRESHOLD"):
-        derive_score_threshold(none, ground_truth)
+        derive(none, ground_truth)
+
+
+def _xywh(boxes):
+    return [[x0, y0, x1 - x0, y1 - y0] for x0, y0, x1, y1 in boxes.tolist()]
+
+
+def pycocotools_paper_thresholds(detections, ground_truth):
+    """The paper's per-class thresholds, from a COCOeval run written out here: COCO ids are the
+    image id + 1 and the class + 1; area "all" is index 0 and 100 detections index 2."""
+    images = set(ground_truth["image_id"].tolist()) | set(detections["image_id"].tolist())
+    annotations = zip(
+        ground_truth["image_id"].tolist(),
+        ground_truth["class"].tolist(),
+        _xywh(ground_truth["box"]),
+    )
+    coco_gt = COCO()
+    coco_gt.dataset = {
+        "images": [{"id": image + 1} for image in sorted(images)],
+        "annotations": [
+            {"id": n + 1, "image_id": i + 1, "category_id": c + 1, "bbox": b, "iscrowd": 0}
+            for n, (i, c, b) in enumerate(annotations)
+        ],
+        "categories": [{"id": c + 1} for c in sorted(set(ground_truth["class"].tolist()))],
+    }
+    for annotation in coco_gt.dataset["annotations"]:
+        annotation["area"] = annotation["bbox"][2] * annotation["bbox"][3]
+    results = [
+        {"image_id": i + 1, "category_id": c + 1, "bbox": b, "score": p}
+        for i, c, b, p in zip(
+            detections["image_id"].tolist(),
+            detections["pred_class"].tolist(),
+            _xywh(detections["box"]),
+            detections["class_prob"].tolist(),
+        )
+    ]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+        evaluation = COCOeval(coco_gt, coco_gt.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+    assert evaluation.params.iouThrs.tolist() == pytest.approx(np.linspace(0.5, 0.95, 10))
+    thresholds = {}
+    for k, category in enumerate(evaluation.params.catIds):
+        precision = evaluation.eval["precision"][:, :, k, 0, 2].mean(axis=0)  # (101,)
+        scores = evaluation.eval["scores"][:, :, k, 0, 2].mean(axis=0)
+        recall = np.linspace(0, 1, 101)
+        with np.errstate(invalid="ignore"):
+            f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+        if scores[np.argmax(f1)] != 0:
+            thresholds[category - 1] = float(scores[np.argmax(f1)])
+    return thresholds
+
+
+def test_paper_threshold_matches_pycocotools_on_hand_made_case(hand_case, caplog):
+    detections, ground_truth, _ = hand_case
+    expected = pycocotools_paper_thresholds(detections, ground_truth)
+    assert set(expected) == {0, 1}  # class 2 has no detection, class 3 no ground truth
+    with caplog.at_level(logging.WARNING, logger="vos_det"):
+        threshold = paper_score_threshold(detections, ground_truth, ["a", "b", "c", "d"])
+    assert threshold.source == "paper_f1"
+    # Class 0: the best F1 is at recall 1, reached with probability 0.3 at 9 of the 10 IoU
+    # thresholds (the last true positive has IoU 100/110) and never at IoU .95: 0.9 * 0.3.
+    assert expected[0] == pytest.approx(0.27)
+    assert threshold.per_class == pytest.approx({"a": expected[0], "b": expected[1]}, abs=1e-12)
+    assert threshold.value == pytest.approx(np.mean(list(expected.values())), abs=1e-12)
+    assert "No detection of the class(es) c on the ID set" in caplog.text
+    # The strict threshold of the same case is another one (0.4, exact F1 at IoU 0.5).
+    assert threshold.value != pytest.approx(derive_score_threshold(detections, ground_truth).value)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_paper_threshold_matches_pycocotools_on_random_cases(seed):
+    detections, ground_truth = _random_case(seed)
+    expected = pycocotools_paper_thresholds(detections, ground_truth)
+    threshold = paper_score_threshold(detections, ground_truth)
+    assert threshold.per_class == pytest.approx({str(c): v for c, v in expected.items()})
+    assert threshold.value == pytest.approx(np.mean(list(expected.values())))

@@ -1,6 +1,7 @@
 """tools/train_net.py --eval-only and tools/evaluate_ood.py on the saved scores of two runs."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from detectron2.engine import default_argument_parser
 from tiny_detection import TINY_OOD
 from tool_scripts import load_tool
 from vos_det.evaluation import EvaluationFolder, ood_metrics
+from vos_det.evaluation.box_matching import ScoreThreshold
+from vos_det.evaluation.protocol import evaluate_ood_protocol
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +95,9 @@ def test_tool_reproduces_both_runs_side_by_side(two_runs, tmp_path, capsys):
 def test_threshold_override_applies_to_the_saved_scores(two_runs, trained_vos_run, tiny_datasets):
     folders, _, _ = two_runs
     threshold = _median_threshold(folders["low"], tiny_datasets[1])
-    result = evaluate_ood.main(["--run", f"low={folders['low']}", "--threshold", repr(threshold)])
+    result = evaluate_ood.main(
+        ["--run", f"low={folders['low']}", "--threshold", repr(threshold), "--protocol", "strict"]
+    )
     result = result["low"]
     id_arrays = EvaluationFolder(folders["low"]).load_box_scores(tiny_datasets[1])
     ood_arrays = EvaluationFolder(folders["low"]).load_box_scores(TINY_OOD)
@@ -103,8 +108,50 @@ def test_threshold_override_applies_to_the_saved_scores(two_runs, trained_vos_ru
     assert result.ood[TINY_OOD].kept == np.count_nonzero(ood_kept) > 0
     for score in trained_vos_run[0].VOS.EVAL.SCORES:
         assert result.ood[TINY_OOD].metrics[score] == ood_metrics(
-            id_arrays[score][id_kept], ood_arrays[score][ood_kept], 0.95
+            id_arrays[score][id_kept], ood_arrays[score][ood_kept], 0.95, protocol="strict"
         )
+
+
+def _boxes(rng, num_boxes, shift):
+    """Per-box arrays of a set: each box's proposal probability at or above its own."""
+    class_prob = rng.uniform(0, 1, num_boxes).astype(np.float32)
+    return {
+        "image_id": np.arange(num_boxes),
+        "box": np.zeros((num_boxes, 4), dtype=np.float32),
+        "pred_class": rng.integers(0, 3, num_boxes),
+        "class_prob": class_prob,
+        "max_class_prob": np.maximum(class_prob, rng.uniform(0, 1, num_boxes)).astype(np.float32),
+        "energy": rng.normal(shift, 1, num_boxes).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("source", ["fixed", "paper_f1"])
+def test_protocol_override_recomputes_the_strict_numbers(tmp_path, caplog, source):
+    rng = np.random.default_rng(0)
+    id_boxes, ood_boxes = _boxes(rng, 60, 1.0), _boxes(rng, 50, 0.0)
+    folder = EvaluationFolder(str(tmp_path))
+    folder.save_box_scores("id", id_boxes)
+    folder.save_box_scores("ood", ood_boxes)
+    threshold = ScoreThreshold(0.4, source)
+    saved = evaluate_ood_protocol("id", id_boxes, {"ood": ood_boxes}, threshold, ["energy"])
+    folder.write_results(saved)
+    assert saved.protocol == "paper"
+    with caplog.at_level(logging.WARNING, logger="vos_det"):
+        results = evaluate_ood.main(
+            ["--run", f"a={tmp_path}", "--run", f"b={tmp_path}"] + ["--protocol", "strict"]
+        )
+    id_kept, ood_kept = id_boxes["class_prob"] >= 0.4, ood_boxes["class_prob"] >= 0.4
+    expected = ood_metrics(
+        id_boxes["energy"][id_kept], ood_boxes["energy"][ood_kept], 0.95, protocol="strict"
+    )
+    assert results["a"].protocol == "strict" and results["a"].threshold == threshold
+    assert results["a"].id_kept == np.count_nonzero(id_kept)
+    assert (
+        results["a"].ood["ood"].metrics["energy"] == expected != saved.ood["ood"].metrics["energy"]
+    )
+    derived_warning = "was derived under the paper protocol (paper_f1) and is kept"
+    assert (derived_warning in caplog.text) == (source == "paper_f1")
+    assert evaluate_ood.main(["--run", f"a={tmp_path}"])["a"] == saved  # the saved protocol
 
 
 def test_tool_errors_name_the_problem(tmp_path):

@@ -1,5 +1,6 @@
 """OOD evaluation end to end: VOSTrainer.test on the session's tiny VOS run (tests/conftest.py)
-writes ood_results.json, the per-box scores and the plots, and reports to the evaluation hook."""
+writes ood_results.json, the per-box scores and the plots, and reports to the evaluation hook.
+The session's run uses the default protocol, "paper"."""
 
 import contextlib
 import io
@@ -15,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 from tiny_detection import IMAGE_SIZE, TINY_OOD
 from vos_det.engine import VOSTrainer
 from vos_det.evaluation import EvaluationFolder, ood_metrics
-from vos_det.evaluation.box_matching import derive_score_threshold
+from vos_det.evaluation.box_matching import derive_score_threshold, paper_score_threshold
 from vos_det.evaluation.detectron2_adapters import ground_truth_arrays
 
 pytestmark = pytest.mark.slow
@@ -32,13 +33,17 @@ def test_test_writes_results_plots_and_scores(trained_vos_run, tiny_datasets):
     id_arrays = EvaluationFolder(str(folder)).load_box_scores(tiny_datasets[1])
     ood_arrays = EvaluationFolder(str(folder)).load_box_scores(TINY_OOD)
     assert saved["id_dataset"] == tiny_datasets[1] and saved["threshold"]["value"] == 0.05
-    id_kept = id_arrays["class_prob"] >= 0.05
-    ood_kept = ood_arrays["class_prob"] >= 0.05
+    assert saved["protocol"] == "paper"
+    # The paper's rule: a box is kept by its proposal's largest class probability.
+    id_kept = id_arrays["max_class_prob"] >= 0.05
+    ood_kept = ood_arrays["max_class_prob"] >= 0.05
     assert 0 < id_kept.sum() == saved["id_kept"] and saved["id_boxes"] == len(id_kept)
     assert 0 < ood_kept.sum() == saved["ood"][TINY_OOD]["kept"]
     assert ood_arrays["image_id"].dtype.kind == "U"  # OOD folder images are named by path
     for score in cfg.VOS.EVAL.SCORES:
-        expected = ood_metrics(id_arrays[score][id_kept], ood_arrays[score][ood_kept], 0.95)
+        expected = ood_metrics(
+            id_arrays[score][id_kept], ood_arrays[score][ood_kept], 0.95, protocol="paper"
+        )
         assert saved["ood"][TINY_OOD]["metrics"][score] == expected
 
 
@@ -95,23 +100,31 @@ def test_id_ap_agrees_with_pycocotools(trained_vos_run, tiny_datasets):
         assert saved["id_metrics"][key] == pytest.approx(100 * evaluation.stats[index], abs=1e-9)
 
 
-def test_derived_threshold_is_the_f1_optimal_one(trained_vos_run, tiny_datasets):
+@pytest.mark.parametrize(
+    "protocol, derive, source",
+    [("strict", derive_score_threshold, "f1"), ("paper", paper_score_threshold, "paper_f1")],
+)
+def test_derived_threshold_is_the_protocols_f1_optimal_one(
+    trained_vos_run, tiny_datasets, protocol, derive, source
+):
     cfg, trainer = trained_vos_run
     cfg = cfg.clone()
     cfg.defrost()
+    cfg.VOS.EVAL.PROTOCOL = protocol
     cfg.VOS.EVAL.SCORE_THRESHOLD = -1.0
     cfg.VOS.EVAL.SAVE_PLOTS = False
-    cfg.OUTPUT_DIR = cfg.OUTPUT_DIR + "_derived"
+    cfg.OUTPUT_DIR = f"{cfg.OUTPUT_DIR}_derived_{protocol}"
     results = VOSTrainer.test(cfg, trainer.model)
     folder = Path(cfg.OUTPUT_DIR) / "inference"
     arrays = EvaluationFolder(str(folder)).load_box_scores(tiny_datasets[1])
-    expected = derive_score_threshold(
+    expected = derive(
         arrays, ground_truth_arrays(DatasetCatalog.get(tiny_datasets[1])), ["red", "green", "blue"]
     )
     saved = json.loads((folder / "ood_results.json").read_text())
+    assert saved["protocol"] == protocol
     assert saved["threshold"] == {
         "value": expected.value,
-        "source": "f1",
+        "source": source,
         "per_class": expected.per_class,
     }
     assert results[tiny_datasets[1]]["ood_protocol"]["threshold"] == expected.value

@@ -1,53 +1,79 @@
-"""ood_metrics and roc_curve against scikit-learn and closed-form cases."""
+"""ood_metrics and roc_curve against scikit-learn and closed-form cases, under both protocols."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vos_det.evaluation import ood_metrics
-from vos_det.evaluation.ood_metrics import fpr_key, id_threshold_at_tpr
+from vos_det.evaluation.ood_metrics import fpr_at_closest_tpr, fpr_key, id_threshold_at_tpr
 from vos_det.evaluation.ood_metrics import roc_curve as vos_roc_curve
 
 # The name of the false-positive rate at each TPR the tests use.
 FPR_KEYS = {0.95: "FPR95", 0.5: "FPR50", 1.0: "FPR100", 0.01: "FPR1"}
 
 
-def _sklearn_reference(id_scores, ood_scores, tpr=0.95):
-    """FPR@TPR, AUROC and AUPR (percent) computed by scikit-learn, ID positive."""
+def _sklearn_reference(id_scores, ood_scores, tpr, protocol):
+    """FPR@TPR, AUROC and AUPR (percent) computed by scikit-learn, ID positive. The FPR is read
+    at the smallest FPR with TPR >= tpr ("strict") or at argmin |TPR - tpr| ("paper")."""
     labels = np.concatenate([np.ones(len(id_scores)), np.zeros(len(ood_scores))])
     scores = np.concatenate([id_scores, ood_scores])
     fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
+    if protocol == "strict":
+        fpr = fprs[tprs >= tpr].min()
+    else:
+        fpr = fprs[np.argmin(np.abs(tprs - tpr))]
     return {
-        FPR_KEYS[tpr]: 100.0 * fprs[tprs >= tpr].min(),
+        FPR_KEYS[tpr]: 100.0 * fpr,
         "AUROC": 100.0 * roc_auc_score(labels, scores),
         "AUPR": 100.0 * average_precision_score(labels, scores),
     }
 
 
-def _assert_matches_sklearn(id_scores, ood_scores, tpr=0.95):
-    got = ood_metrics(id_scores, ood_scores, tpr=tpr)
-    expected = _sklearn_reference(id_scores, ood_scores, tpr=tpr)
+def _assert_matches_sklearn(id_scores, ood_scores, tpr=0.95, protocol="strict"):
+    got = ood_metrics(id_scores, ood_scores, tpr=tpr, protocol=protocol)
+    expected = _sklearn_reference(id_scores, ood_scores, tpr, protocol)
     assert set(got) == {FPR_KEYS[tpr], "AUROC", "AUPR"}
     for key, value in expected.items():
         assert isinstance(got[key], float)
         assert got[key] == pytest.approx(value, abs=1e-9), key
 
 
+@pytest.mark.parametrize("protocol", ["strict", "paper"])
 @pytest.mark.parametrize("seed", range(5))
-def test_matches_sklearn_on_continuous_scores(seed):
+def test_matches_sklearn_on_continuous_scores(seed, protocol):
     rng = np.random.default_rng(seed)
     id_scores = rng.normal(1.0, 1.0, size=rng.integers(1, 300))
     ood_scores = rng.normal(0.0, 1.5, size=rng.integers(1, 300))
-    _assert_matches_sklearn(id_scores, ood_scores)
+    _assert_matches_sklearn(id_scores, ood_scores, protocol=protocol)
 
 
+@pytest.mark.parametrize("protocol", ["strict", "paper"])
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("tpr", [0.95, 0.5, 1.0, 0.01])
-def test_matches_sklearn_on_heavily_tied_scores(seed, tpr):
+def test_matches_sklearn_on_heavily_tied_scores(seed, tpr, protocol):
     rng = np.random.default_rng(100 + seed)
     id_scores = np.round(rng.normal(1.0, 1.0, size=rng.integers(1, 200)))
     ood_scores = np.round(rng.normal(0.0, 1.0, size=rng.integers(1, 200)))
-    _assert_matches_sklearn(id_scores, ood_scores, tpr=tpr)
+    _assert_matches_sklearn(id_scores, ood_scores, tpr=tpr, protocol=protocol)
+
+
+def test_paper_fpr_is_read_at_the_closest_tpr_and_the_first_of_a_tie():
+    # ROC points by decreasing threshold: (0, 0); t=4 (TPR .25, FPR 0); t=3 (.25, .5);
+    # t=2 (.75, .5); t=1 (1, .5); t=0 (1, 1). TPR .25 and .75 are equally close to .5: the first
+    # (highest threshold) is taken, FPR 0. "strict" reads the first point with TPR >= .5.
+    id_scores, ood_scores = np.array([4.0, 2.0, 2.0, 1.0]), np.array([3.0, 0.0])
+    assert fpr_at_closest_tpr(id_scores, ood_scores, 0.5) == 0.0
+    assert ood_metrics(id_scores, ood_scores, 0.5, "paper")["FPR50"] == 0.0
+    assert ood_metrics(id_scores, ood_scores, 0.5, "strict")["FPR50"] == 50.0
+    # 10 ID scores: TPR .9 is closer to .95 than 1.0 in floating point.
+    id_scores, ood_scores = np.arange(1.0, 11.0), np.array([1.5, 0.5])
+    assert ood_metrics(id_scores, ood_scores, protocol="paper")["FPR95"] == 0.0
+    assert ood_metrics(id_scores, ood_scores, protocol="strict")["FPR95"] == 50.0
+
+
+def test_unknown_protocol_is_named():
+    with pytest.raises(ValueError, match="Unknown OOD evaluation protocol 'vos'.*paper, strict"):
+        ood_metrics([1.0], [0.0], protocol="vos")
 
 
 def test_all_scores_tied():
@@ -72,7 +98,7 @@ def test_threshold_keeps_at_least_tpr_of_id_scores():
     # an OOD score equal to the threshold counts as a false positive.
     id_scores = np.concatenate([np.arange(3.0, 22.0), [1.0]])
     ood_scores = np.array([3.0, 2.5, 0.0, 4.0])
-    assert ood_metrics(id_scores, ood_scores)["FPR95"] == pytest.approx(50.0)
+    assert ood_metrics(id_scores, ood_scores, protocol="strict")["FPR95"] == pytest.approx(50.0)
 
 
 def test_accepts_lists_and_integer_arrays():

@@ -99,11 +99,15 @@ def test_kept_logits_come_from_the_detections_own_proposals(trained_vos_run, tin
     hook.remove()
     all_logits = captured[0]
     assert len(instances) > 0
-    for fg_logits, cls, score in zip(instances.fg_logits, instances.pred_classes, instances.scores):
+    for fg_logits, cls, score, max_prob in zip(
+        instances.fg_logits, instances.pred_classes, instances.scores, instances.max_class_probs
+    ):
         rows = (all_logits[:, :3] == fg_logits).all(dim=1).nonzero()[:, 0]
         assert len(rows) >= 1
-        prob = torch.softmax(all_logits[rows[0]], dim=0)[cls]
-        torch.testing.assert_close(prob, score)
+        probs = torch.softmax(all_logits[rows[0]], dim=0)
+        torch.testing.assert_close(probs[cls], score)
+        torch.testing.assert_close(max_prob, probs[:3].max())  # over the proposal's classes
+        assert max_prob >= score
 
 
 @pytest.mark.slow

@@ -21,6 +21,9 @@ def _fake_output(num_boxes: int, seed: int) -> dict:
     instances.scores = torch.rand(num_boxes, generator=generator)
     instances.pred_classes = torch.randint(0, 3, (num_boxes,), generator=generator)
     instances.fg_logits = torch.randn(num_boxes, 3, generator=generator)
+    instances.max_class_probs = instances.scores + (1 - instances.scores) * torch.rand(
+        num_boxes, generator=generator
+    )
     instances.vos_scores = torch.rand(num_boxes, generator=generator)
     for name, values in compute_scores(LOGIT_SCORES, ScoreInputs(instances.fg_logits)).items():
         instances.set(f"{name}_scores", values)
@@ -42,6 +45,9 @@ def test_collector_gathers_every_worker_on_the_main_process(monkeypatch):
     np.testing.assert_array_equal(arrays["box"], torch.cat([i.pred_boxes.tensor for i in expected]))
     np.testing.assert_array_equal(arrays["class_prob"], torch.cat([i.scores for i in expected]))
     np.testing.assert_array_equal(
+        arrays["max_class_prob"], torch.cat([i.max_class_probs for i in expected])
+    )
+    np.testing.assert_array_equal(
         arrays["pred_class"], torch.cat([i.pred_classes for i in expected])
     )
     np.testing.assert_array_equal(arrays["vos"], torch.cat([i.vos_scores for i in expected]))
@@ -52,8 +58,17 @@ def test_collector_gathers_every_worker_on_the_main_process(monkeypatch):
     assert worker0.evaluate() == {}
 
 
-def test_collector_rejects_models_without_the_score_fields():
+@pytest.mark.parametrize("field", ["msp_scores", "max_class_probs"])
+def test_collector_rejects_models_without_the_score_fields(field):
     output = _fake_output(2, 0)
-    output["instances"].remove("msp_scores")
-    with pytest.raises(ValueError, match="no msp_scores.*ROI_HEADS.NAME 'VOSROIHeads'"):
+    output["instances"].remove(field)
+    with pytest.raises(ValueError, match=f"no {field}.*ROI_HEADS.NAME 'VOSROIHeads'"):
         OODScoreCollector("d", SCORES).process([{"image_id": 0}], [output])
+
+
+def test_collector_without_images_returns_every_array_empty():
+    collector = OODScoreCollector("d", SCORES, distributed=False)
+    collector.reset()
+    arrays = collector.evaluate()[OODScoreCollector.RESULT_KEY]
+    assert set(arrays) == {"image_id", "box", "pred_class", "class_prob", "max_class_prob", *SCORES}
+    assert all(len(array) == 0 for array in arrays.values())

@@ -3,11 +3,12 @@
 
 Every run is an evaluation folder written by ``tools/train_net.py --eval-only`` (or by the
 evaluation after training): ``OUTPUT_DIR/inference`` with ``ood_results.json`` (ID set,
-threshold, TPR, scores, ID AP) and ``scores_<dataset>.npz`` for the ID set and every OOD set.
-No model and no dataset is loaded.
+protocol, threshold, TPR, scores, ID AP) and ``scores_<dataset>.npz`` for the ID set and every
+OOD set. Each run is recomputed with its saved protocol unless ``--protocol`` names another. No
+model and no dataset is loaded.
 
     python tools/evaluate_ood.py --run vanilla=output/vanilla/inference \\
-        --run vos=output/vos/inference [--threshold 0.5] [--json table.json]
+        --run vos=output/vos/inference [--threshold 0.5] [--protocol strict] [--json table.json]
 """
 
 import argparse
@@ -19,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 from vos_det.evaluation import EvaluationFolder, ProtocolResult, format_table
 from vos_det.evaluation.box_matching import ScoreThreshold
-from vos_det.evaluation.protocol import evaluate_ood_protocol
+from vos_det.evaluation.protocol import PROTOCOLS, evaluate_ood_protocol
 
 logger = logging.getLogger("vos_det.evaluate_ood")
 
@@ -41,20 +42,39 @@ def parse_run(text: str) -> Tuple[str, str]:
     return name, folder
 
 
-def recompute_run(folder: str, threshold: Optional[float] = None) -> ProtocolResult:
+def recompute_run(
+    folder: str, threshold: Optional[float] = None, protocol: Optional[str] = None
+) -> ProtocolResult:
     """Recompute a run's OOD results from its evaluation folder.
+
+    A threshold the run derived on the ID ground truth cannot be derived again here (no dataset
+    is loaded): with another protocol it is kept, and a warning says so.
 
     Args:
         folder (str): folder holding ``ood_results.json`` and the ``scores_<dataset>.npz`` files.
         threshold (float or None): class probability threshold replacing the run's own.
+        protocol (str or None): protocol replacing the run's own (one of ``PROTOCOLS``).
 
     Returns:
         ProtocolResult: the recomputed results (the ID AP is the saved one).
     """
     run = EvaluationFolder(folder).read_run()
     saved = run.result
+    protocol = protocol or saved.protocol
     if threshold is not None:
         saved.threshold = ScoreThreshold(threshold, "fixed")
+    elif protocol != saved.protocol and saved.threshold.source != "fixed":
+        logger.warning(
+            "%s: the threshold %.4f was derived under the %s protocol (%s) and is kept, as "
+            "deriving it again needs the ID ground truth. For the %s protocol's own threshold "
+            "evaluate the model with VOS.EVAL.PROTOCOL %s, or pass --threshold.",
+            folder,
+            saved.threshold.value,
+            saved.protocol,
+            saved.threshold.source,
+            protocol,
+            protocol,
+        )
     return evaluate_ood_protocol(
         saved.id_dataset,
         run.id_box_scores,
@@ -63,11 +83,12 @@ def recompute_run(folder: str, threshold: Optional[float] = None) -> ProtocolRes
         saved.scores,
         saved.tpr,
         saved.id_metrics,
+        protocol,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Returns: the command-line parser (``--run``, ``--threshold``, ``--json``)."""
+    """Returns: the command-line parser (``--run``, ``--threshold``, ``--protocol``, ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--run",
@@ -81,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         help="class probability a box needs to be kept, for every run (default: each run's own)",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="evaluation protocol for every run (default: each run's own, see VOS.EVAL.PROTOCOL)",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the results of every run here")
     return parser
@@ -101,7 +127,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, ProtocolResult]:
     names = [name for name, _ in args.run]
     if len(set(names)) != len(names):
         raise SystemExit(f"Run names must differ, got {names}.")
-    results = {name: recompute_run(folder, args.threshold) for name, folder in args.run}
+    results = {
+        name: recompute_run(folder, args.threshold, args.protocol) for name, folder in args.run
+    }
     print(format_table(results))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

@@ -2,6 +2,7 @@
 
 from detectron2.config import CfgNode as CN
 
+from .evaluation.protocol import PROTOCOLS
 from .scores import get_score, score_names
 
 
@@ -45,15 +46,23 @@ def add_vos_config(cfg: CN) -> None:
 
     # OOD evaluation (VOSTrainer.test, tools/evaluate_ood.py).
     cfg.VOS.EVAL = CN()
-    # Class probability a detection needs to take part in the OOD metrics. Negative (-1.0) =
-    # derive it on the ID set: per class, the threshold maximising F1 against the ground truth
-    # (IoU >= 0.5), averaged over the classes with ground truth (the paper's protocol).
+    # How the OOD numbers are computed (vos_det.evaluation.protocol): "paper" as the VOS paper's
+    # released evaluation computes them (compare these with published tables): threshold from
+    # COCOeval's F1 over IoU 0.50:0.95, a detection kept when its proposal's largest class
+    # probability reaches it, FPR95 at the ROC point whose TPR is closest to VOS.EVAL.TPR.
+    # "strict": threshold by exact F1 at IoU 0.5, a detection kept by its own class probability,
+    # FPR95 at the first ROC point whose TPR reaches VOS.EVAL.TPR.
+    cfg.VOS.EVAL.PROTOCOL = "paper"
+    # Class probability a detection needs to take part in the OOD metrics (tested on what
+    # VOS.EVAL.PROTOCOL keeps boxes by). Negative (-1.0) = derive it on the ID set, per class from
+    # F1 against the ground truth, averaged over the classes, by VOS.EVAL.PROTOCOL's rule.
     # A value in [0, 1] is used as given.
     cfg.VOS.EVAL.SCORE_THRESHOLD = -1.0
     # Share of kept ID boxes at or above the score threshold at which the OOD false-positive rate
     # is read (the "95" of FPR95).
     cfg.VOS.EVAL.TPR = 0.95
-    # Scores compared in the OOD table: names of the score registry (see VOS.SCORE).
+    # Scores compared in the OOD table: names of the score registry (see VOS.SCORE). Keep
+    # "energy": it is the score the paper's tables use, the table's paper-comparable row.
     cfg.VOS.EVAL.SCORES = ("vos", "energy", "msp", "max_logit")
     # Write score histograms (ID vs OOD) and ROC curves as PNG files next to ood_results.json.
     cfg.VOS.EVAL.SAVE_PLOTS = True
@@ -99,6 +108,11 @@ def validate_vos_config(cfg: CN) -> None:
             vos.EVAL.SCORE_THRESHOLD <= 1,
             "VOS.EVAL.SCORE_THRESHOLD",
             "must be negative (derive it from the ID set) or a class probability in [0, 1]",
+        ),
+        (
+            vos.EVAL.PROTOCOL in PROTOCOLS,
+            "VOS.EVAL.PROTOCOL",
+            f"must be one of {', '.join(PROTOCOLS)}",
         ),
         (0 < vos.EVAL.TPR <= 1, "VOS.EVAL.TPR", "must be in (0, 1]"),
         (

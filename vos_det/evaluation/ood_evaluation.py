@@ -22,7 +22,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvalua
 from detectron2.evaluation import print_csv_format
 from detectron2.utils import comm
 
-from .box_matching import EmptyBoxSetError, ScoreThreshold, derive_score_threshold
+from .box_matching import EmptyBoxSetError, ScoreThreshold
 from .detectron2_adapters import (
     ground_truth_arrays,
     is_ood_dataset,
@@ -30,7 +30,7 @@ from .detectron2_adapters import (
     to_detectron2_results,
 )
 from .output_folder import EvaluationFolder, EvaluationRun
-from .protocol import evaluate_ood_protocol
+from .protocol import derive_threshold, evaluate_ood_protocol
 from .report import format_table, plot_roc_curves, plot_score_histograms
 from .score_collector import BoxScores, OODScoreCollector
 
@@ -44,8 +44,9 @@ class OODEvaluation:
 
     The ID set gets COCO-style AP and, with OOD sets, the box-keeping threshold
     (``VOS.EVAL.SCORE_THRESHOLD``, or derived on its ground truth); every OOD set gets
-    FPR95/AUROC/AUPR of each ``VOS.EVAL.SCORES`` against the ID set's kept boxes. Files go to
-    an :class:`EvaluationFolder` (``OUTPUT_DIR/inference``).
+    FPR95/AUROC/AUPR of each ``VOS.EVAL.SCORES`` against the ID set's kept boxes, all computed
+    by the protocol ``VOS.EVAL.PROTOCOL`` (:mod:`vos_det.evaluation.protocol`). Files go to an
+    :class:`EvaluationFolder` (``OUTPUT_DIR/inference``).
     """
 
     def __init__(self, cfg: CfgNode, dataset_names: List[str], folder: EvaluationFolder):
@@ -139,12 +140,14 @@ class OODEvaluation:
         return results
 
     def _threshold(self, id_name: str) -> ScoreThreshold:
-        """The box-keeping threshold: the configured one, or derived on the ID ground truth."""
+        """The box-keeping threshold: the configured one, or derived on the ID ground truth by
+        the protocol's rule."""
         if self.settings.SCORE_THRESHOLD >= 0:
             return ScoreThreshold(float(self.settings.SCORE_THRESHOLD), "fixed")
-        return derive_score_threshold(
+        return derive_threshold(
             self._box_scores[id_name],
             ground_truth_arrays(DatasetCatalog.get(id_name)),
+            self.settings.PROTOCOL,
             MetadataCatalog.get(id_name).get("thing_classes"),
         )
 
@@ -167,6 +170,7 @@ class OODEvaluation:
                 self.settings.SCORES,
                 self.settings.TPR,
                 self._results[id_name].get("bbox"),
+                self.settings.PROTOCOL,
             )
         except EmptyBoxSetError as e:
             logger.warning("No OOD metrics: %s", e)

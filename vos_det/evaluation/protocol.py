@@ -2,10 +2,26 @@
 
 1. Pair the sets: one in-distribution (ID) set with ground truth, any number of OOD sets.
 2. Choose the box-keeping threshold on the class probability: either fixed, or derived on the ID
-   set (:func:`~vos_det.evaluation.box_matching.derive_score_threshold`).
-3. Keep, on every set, the boxes whose class probability reaches the threshold; kept ID boxes are
-   positives, kept OOD boxes negatives, and :func:`~vos_det.evaluation.ood_metrics` gives FPR95,
-   AUROC and AUPR per OOD set and score (:func:`evaluate_ood_protocol`).
+   set (:func:`derive_threshold`).
+3. Keep, on every set, the boxes whose probability reaches the threshold (:func:`keep_boxes`);
+   kept ID boxes are positives, kept OOD boxes negatives, and
+   :func:`~vos_det.evaluation.ood_metrics` gives FPR95, AUROC and AUPR per OOD set and score
+   (:func:`evaluate_ood_protocol`).
+
+Two protocols (``VOS.EVAL.PROTOCOL``, :data:`PROTOCOLS`) differ in three places:
+
+============  =========================================  ======================================
+step          "paper" (default: the paper's evaluation)  "strict"
+============  =========================================  ======================================
+threshold     COCOeval F1 over IoU 0.50:0.95             exact F1 at IoU 0.5
+              (:func:`.paper_score_threshold`)           (:func:`.derive_score_threshold`)
+kept boxes    the largest foreground probability of      the detection's own class probability
+              the box's proposal (``max_class_prob``)    (``class_prob``)
+FPR95         ROC point with the TPR closest to 95%      first ROC point with TPR >= 95%
+============  =========================================  ======================================
+
+AUROC, AUPR and ``id_score_thresholds`` are defined alike under both. The paper's tables rank a
+VOS model by :data:`PAPER_SCORE`, the plain energy.
 
 Both :class:`~vos_det.evaluation.OODEvaluation` (after inference) and ``tools/evaluate_ood.py``
 (from saved scores) go through :func:`evaluate_ood_protocol`, so their tables are equal.
@@ -19,15 +35,38 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .box_matching import EmptyBoxSetError, ScoreThreshold
-from .ood_metrics import fpr_key, id_threshold_at_tpr, ood_metrics
+from .box_matching import (
+    EmptyBoxSetError,
+    ScoreThreshold,
+    derive_score_threshold,
+    paper_score_threshold,
+)
+from .ood_metrics import PROTOCOLS, check_protocol, fpr_key, id_threshold_at_tpr, ood_metrics
 from .score_collector import BoxScores
 
-__all__ = ["OODSetResult", "ProtocolResult", "evaluate_ood_protocol", "keep_boxes"]
+__all__ = [
+    "KEEP_RULES",
+    "PAPER_SCORE",
+    "PROTOCOLS",
+    "OODSetResult",
+    "ProtocolResult",
+    "derive_threshold",
+    "evaluate_ood_protocol",
+    "keep_boxes",
+]
 
 logger = logging.getLogger(__name__)
 
 ID_METRIC_NAMES = ("AP", "AP50", "AP75")
+
+#: The score the paper's tables use for VOS models: the plain energy (DESIGN.md).
+PAPER_SCORE = "energy"
+
+#: Per protocol: the per-box array that must reach the threshold, and what it is, for messages.
+KEEP_RULES = {
+    "paper": ("max_class_prob", "proposal's largest class probability"),
+    "strict": ("class_prob", "class probability"),
+}
 
 
 @dataclass
@@ -65,6 +104,7 @@ class ProtocolResult:
             boxes reach (:func:`id_threshold_at_tpr`): boxes scoring below it are flagged OOD at
             that rate, e.g. by ``VOS.OOD_THRESHOLD``. Scores not finite on every kept ID box
             have none.
+        protocol (str): the protocol that produced the result, one of :data:`PROTOCOLS`.
     """
 
     id_dataset: str
@@ -76,6 +116,7 @@ class ProtocolResult:
     id_metrics: Dict[str, float]
     ood: Dict[str, OODSetResult]
     id_score_thresholds: Dict[str, float] = dataclasses.field(default_factory=dict)
+    protocol: str = "paper"
 
     @property
     def fpr_key(self) -> str:
@@ -91,10 +132,14 @@ class ProtocolResult:
         """Rebuild a result written by :meth:`to_dict`.
 
         Args:
-            data (Mapping): the dict, e.g. read from ``ood_results.json``.
+            data (Mapping): the dict, e.g. read from ``ood_results.json``; without "protocol"
+                (written before there was a choice) it is a "strict" result.
 
         Returns:
             ProtocolResult: the result.
+
+        Raises:
+            ValueError: if a key is missing or the protocol is unknown.
         """
         try:
             return cls(
@@ -107,6 +152,7 @@ class ProtocolResult:
                 id_metrics=dict(data["id_metrics"]),
                 ood={name: OODSetResult(**entry) for name, entry in data["ood"].items()},
                 id_score_thresholds=dict(data.get("id_score_thresholds", {})),
+                protocol=check_protocol(data.get("protocol", "strict")),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(
@@ -115,18 +161,50 @@ class ProtocolResult:
             ) from e
 
 
-def keep_boxes(box_scores: BoxScores, threshold: float) -> BoxScores:
-    """Keep the boxes whose class probability reaches the threshold.
+def keep_boxes(box_scores: BoxScores, threshold: float, protocol: str) -> BoxScores:
+    """Keep the boxes whose probability reaches the threshold, by the protocol's rule.
+
+    "paper" keeps a detection when the largest foreground probability of its proposal
+    (``max_class_prob``) reaches the threshold, so a proposal's detections of other classes
+    count too; "strict" when its own class probability (``class_prob``) does (:data:`KEEP_RULES`).
 
     Args:
-        box_scores (BoxScores): per-box arrays of length N.
-        threshold (float): minimum ``class_prob``.
+        box_scores (BoxScores): per-box arrays of length N, with the protocol's array.
+        threshold (float): the probability a box needs.
+        protocol (str): one of :data:`PROTOCOLS`.
 
     Returns:
         BoxScores: the same arrays restricted to the kept boxes.
     """
-    kept = box_scores["class_prob"] >= threshold
+    kept = box_scores[KEEP_RULES[check_protocol(protocol)][0]] >= threshold
     return {key: array[kept] for key, array in box_scores.items()}
+
+
+def derive_threshold(
+    detections: BoxScores,
+    ground_truth: Mapping[str, np.ndarray],
+    protocol: str,
+    class_names: Optional[Sequence[str]] = None,
+) -> ScoreThreshold:
+    """The box-keeping threshold derived on the ID set, by the protocol's rule.
+
+    Args:
+        detections (BoxScores): ID-set detections ("image_id", "box", "pred_class",
+            "class_prob").
+        ground_truth (Mapping[str, np.ndarray]): ID-set ground truth ("image_id", "box",
+            "class").
+        protocol (str): "paper" (:func:`.paper_score_threshold`, source "paper_f1") or "strict"
+            (:func:`.derive_score_threshold`, source "f1").
+        class_names (Sequence[str] or None): names of the class ids.
+
+    Returns:
+        ScoreThreshold: the derived threshold.
+
+    Raises:
+        EmptyBoxSetError: if no class has both ground truth and detections.
+    """
+    derive = {"paper": paper_score_threshold, "strict": derive_score_threshold}
+    return derive[check_protocol(protocol)](detections, ground_truth, class_names)
 
 
 def evaluate_ood_protocol(
@@ -137,12 +215,14 @@ def evaluate_ood_protocol(
     scores: Sequence[str],
     tpr: float = 0.95,
     id_metrics: Optional[Mapping[str, float]] = None,
+    protocol: str = "paper",
 ) -> ProtocolResult:
     """Compare the kept ID boxes with the kept boxes of every OOD set, for every score.
 
     An OOD set with no kept box gets no metrics, and a score that is NaN or infinite on some
     kept box gets no metrics on the sets where it is (a warning names the score, the set and the
-    number of such boxes); every other score is evaluated as usual.
+    number of such boxes); every other score is evaluated as usual. Without
+    :data:`PAPER_SCORE` among the scores a warning says that the paper-comparable row is missing.
 
     Args:
         id_dataset (str): name of the ID set.
@@ -153,6 +233,7 @@ def evaluate_ood_protocol(
         tpr (float): ID true-positive rate at which FPR is read.
         id_metrics (Mapping[str, float] or None): AP, AP50, AP75 of the ID set, carried along
             (NaN values, e.g. without any detection, are left out).
+        protocol (str): which boxes are kept and how FPR is read, one of :data:`PROTOCOLS`.
 
     Returns:
         ProtocolResult: the run's OOD results.
@@ -160,37 +241,53 @@ def evaluate_ood_protocol(
     Raises:
         EmptyBoxSetError: if no ID box is kept.
         KeyError: if a score is missing from the arrays.
+        ValueError: if the protocol is unknown, or the arrays lack the one it keeps boxes by.
     """
+    keep_field, keep_text = KEEP_RULES[check_protocol(protocol)]
     for dataset, arrays in [(id_dataset, id_box_scores), *ood_box_scores.items()]:
         absent = [score for score in scores if score not in arrays]
         if absent:
             raise KeyError(f"The boxes of {dataset} have no score(s) {absent}.")
-    id_kept = keep_boxes(id_box_scores, threshold.value)
+        if keep_field not in arrays:
+            raise ValueError(
+                f"The boxes of {dataset} have no {keep_field} (the {keep_text}), which the "
+                f"{protocol} protocol keeps boxes by: they were saved by an older vos_det. "
+                "Evaluate the model again, or use the strict protocol (VOS.EVAL.PROTOCOL strict, "
+                "--protocol strict)."
+            )
+    if PAPER_SCORE not in scores:
+        logger.warning(
+            "The scores %s leave out %s, the score the paper's tables use: the OOD table has no "
+            "paper-comparable row. Add it to VOS.EVAL.SCORES.",
+            list(scores),
+            PAPER_SCORE,
+        )
+    id_kept = keep_boxes(id_box_scores, threshold.value, protocol)
     if len(id_kept["class_prob"]) == 0:
         raise EmptyBoxSetError(
-            f"No box of the ID set {id_dataset} reaches the class probability threshold "
-            f"{threshold.value:.4f} ({len(id_box_scores['class_prob'])} detections): the OOD "
-            "metrics cannot be computed. Lower VOS.EVAL.SCORE_THRESHOLD (or --threshold), or "
-            "train longer."
+            f"No box of the ID set {id_dataset} reaches the threshold {threshold.value:.4f} on the "
+            f"{keep_text} ({len(id_box_scores['class_prob'])} detections): the OOD metrics cannot "
+            "be computed. Lower VOS.EVAL.SCORE_THRESHOLD (or --threshold), or train longer."
         )
     id_metrics = id_metrics or {}
     finite_scores = _scores_finite_on(id_dataset, id_kept, scores)
     ood_results = {}
     for name, arrays in ood_box_scores.items():
-        kept = keep_boxes(arrays, threshold.value)
+        kept = keep_boxes(arrays, threshold.value, protocol)
         num_kept = len(kept["class_prob"])
         if num_kept == 0:
             logger.warning(
-                "No box of the OOD set %s reaches the class probability threshold %.4f (%d "
-                "detections): no OOD metrics for it.",
+                "No box of the OOD set %s reaches the threshold %.4f on the %s (%d detections): "
+                "no OOD metrics for it.",
                 name,
                 threshold.value,
+                keep_text,
                 len(arrays["class_prob"]),
             )
         metrics = {}
         if num_kept:
             metrics = {
-                score: ood_metrics(id_kept[score], kept[score], tpr)
+                score: ood_metrics(id_kept[score], kept[score], tpr, protocol)
                 for score in _scores_finite_on(name, kept, finite_scores)
             }
         ood_results[name] = OODSetResult(len(arrays["class_prob"]), num_kept, metrics)
@@ -210,6 +307,7 @@ def evaluate_ood_protocol(
         id_score_thresholds={
             score: id_threshold_at_tpr(id_kept[score], tpr) for score in finite_scores
         },
+        protocol=protocol,
     )
 
 

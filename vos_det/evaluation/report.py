@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from .ood_metrics import roc_curve
 from .output_folder import EvaluationRun
-from .protocol import ID_METRIC_NAMES, ProtocolResult, keep_boxes
+from .protocol import ID_METRIC_NAMES, KEEP_RULES, PAPER_SCORE, ProtocolResult, keep_boxes
 from .score_collector import BoxScores
 
 __all__ = ["format_table", "plot_roc_curves", "plot_score_histograms"]
@@ -22,9 +22,11 @@ __all__ = ["format_table", "plot_roc_curves", "plot_score_histograms"]
 def format_table(results: Mapping[str, ProtocolResult]) -> str:
     """Render one or several runs side by side.
 
-    Two tables: per run the ID set, threshold, kept/all ID boxes and AP/AP50/AP75; then one row
-    per OOD set and score with FPR95/AUROC/AUPR (in percent; the FPR named after each run's TPR)
-    of each run; "-" where a run has no value.
+    Two tables: per run the ID set, protocol, threshold, kept/all ID boxes and AP/AP50/AP75;
+    then one row per OOD set and score with FPR95/AUROC/AUPR (in percent; the FPR named after
+    each run's TPR) of each run; "-" where a run has no value. When a run used the "paper"
+    protocol, the rows of :data:`~vos_det.evaluation.protocol.PAPER_SCORE` read "energy (paper)":
+    the numbers to compare with the paper's tables.
 
     Args:
         results (Mapping[str, ProtocolResult]): run name -> its results (one run: no run names
@@ -37,23 +39,25 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
     run_column = ["run"] if len(runs) > 1 else []
     id_rows = []
     for run, result in results.items():
-        row = [result.id_dataset, result.threshold.value, f"{result.id_kept}/{result.id_boxes}"]
+        row = [result.id_dataset, result.protocol, result.threshold.value]
+        row += [f"{result.id_kept}/{result.id_boxes}"]
         row += [result.id_metrics.get(key) for key in ID_METRIC_NAMES]
         id_rows.append(([run] if run_column else []) + row)
     id_table = tabulate(
         id_rows,
-        headers=run_column + ["ID set", "threshold", "ID boxes kept", *ID_METRIC_NAMES],
+        headers=run_column + ["ID set", "protocol", "threshold", "ID boxes kept", *ID_METRIC_NAMES],
         tablefmt="pipe",
-        floatfmt=[".4f"] * (len(run_column) + 2) + [".2f"] * (1 + len(ID_METRIC_NAMES)),
+        floatfmt=[".4f"] * (len(run_column) + 3) + [".2f"] * (1 + len(ID_METRIC_NAMES)),
         missingval="-",
     )
+    paper_runs = any(result.protocol == "paper" for result in results.values())
     row_keys = []  # (OOD set, score), first-seen order over the runs
     for result in results.values():
         for name in result.ood:
             row_keys += [(name, score) for score in result.scores if (name, score) not in row_keys]
     ood_rows = []
     for name, score in row_keys:
-        row = [name, score]
+        row = [name, f"{score} (paper)" if paper_runs and score == PAPER_SCORE else score]
         for result in results.values():
             metrics = result.ood[name].metrics.get(score, {}) if name in result.ood else {}
             row += [metrics.get(key) for key in (result.fpr_key, "AUROC", "AUPR")]
@@ -81,9 +85,11 @@ def _save(figure: Figure, path: str) -> None:
 
 def _kept_boxes(run: EvaluationRun) -> Dict[str, BoxScores]:
     """The kept boxes of the ID set and of every OOD set, by set name."""
-    threshold = run.result.threshold.value
-    kept = {run.result.id_dataset: keep_boxes(run.id_box_scores, threshold)}
-    kept.update({name: keep_boxes(run.ood_box_scores[name], threshold) for name in run.result.ood})
+    threshold, protocol = run.result.threshold.value, run.result.protocol
+    kept = {run.result.id_dataset: keep_boxes(run.id_box_scores, threshold, protocol)}
+    kept.update(
+        {name: keep_boxes(run.ood_box_scores[name], threshold, protocol) for name in run.result.ood}
+    )
     return kept
 
 
@@ -118,7 +124,8 @@ def plot_score_histograms(run: EvaluationRun, folder: str) -> List[str]:
             )
         axes.set_xlabel(f"{score} score (higher = more in-distribution)")
         axes.set_ylabel("density")
-        axes.set_title(f"{score}: kept boxes, class probability >= {result.threshold.value:.3f}")
+        keep_text = KEEP_RULES[result.protocol][1]
+        axes.set_title(f"{score}: kept boxes, {keep_text} >= {result.threshold.value:.3f}")
         axes.legend(fontsize="small")
         figure.tight_layout()
         path = os.path.join(folder, f"hist_{score}.png")

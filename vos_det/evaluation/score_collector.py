@@ -2,8 +2,8 @@
 
 The collector keeps, per detected box, what the OOD protocol (:mod:`vos_det.evaluation.protocol`)
 needs, computed from one inference pass: the image, the box, the predicted class, its class
-probability and the ID-ness scores the model attached (``<name>_scores`` fields, see
-:mod:`vos_det.scores`; higher = more in-distribution).
+probability, the largest class probability of its proposal and the ID-ness scores the model
+attached (``<name>_scores`` fields, see :mod:`vos_det.scores`; higher = more in-distribution).
 """
 
 import logging
@@ -24,8 +24,12 @@ logger = logging.getLogger(__name__)
 #: Per-box arrays of one dataset, all with the same length N:
 #: "image_id" (N,) int or str, "box" (N, 4) float32 XYXY in input-image pixels,
 #: "pred_class" (N,) int64, "class_prob" (N,) float32 probability of the predicted class,
-#: and one (N,) float32 array per collected score, under the score's name.
+#: "max_class_prob" (N,) float32 largest foreground probability of the box's proposal
+#: (>= "class_prob"), and one (N,) float32 array per collected score, under the score's name.
 BoxScores = Dict[str, np.ndarray]
+
+#: The ``Instances`` field holding each detection's "max_class_prob" (set by VOSOutputLayers).
+MAX_CLASS_PROB_FIELD = "max_class_probs"
 
 
 def empty_box_scores(score_names: Sequence[str]) -> BoxScores:
@@ -35,6 +39,7 @@ def empty_box_scores(score_names: Sequence[str]) -> BoxScores:
         "box": np.zeros((0, 4), dtype=np.float32),
         "pred_class": np.zeros((0,), dtype=np.int64),
         "class_prob": np.zeros((0,), dtype=np.float32),
+        "max_class_prob": np.zeros((0,), dtype=np.float32),
     }
     arrays.update({name: np.zeros((0,), dtype=np.float32) for name in score_names})
     return arrays
@@ -43,8 +48,9 @@ def empty_box_scores(score_names: Sequence[str]) -> BoxScores:
 class OODScoreCollector(DatasetEvaluator):
     """Collect per-box class probabilities and ID-ness scores of a model built with VOSROIHeads.
 
-    The model must attach every collected score as ``<name>_scores``: a VOSROIHeads model built
-    from the same config does so for ``VOS.SCORE`` and every ``VOS.EVAL.SCORES``.
+    The model must attach every collected score as ``<name>_scores`` and the proposals' largest
+    class probabilities as ``max_class_probs``: a VOSROIHeads model built from the same config
+    does so for ``VOS.SCORE`` and every ``VOS.EVAL.SCORES``.
 
     ``evaluate`` gathers the boxes of every worker (``comm.gather``) and returns, on the main
     process only, ``{RESULT_KEY: BoxScores}`` (the boxes in dataset order); other processes get
@@ -76,18 +82,16 @@ class OODScoreCollector(DatasetEvaluator):
         Args:
             inputs (list[dict]): model inputs, each with "image_id".
             outputs (list[dict]): model outputs, each with "instances" carrying ``pred_boxes``,
-                ``scores``, ``pred_classes`` and ``<name>_scores`` (R,) of every collected score.
+                ``scores``, ``pred_classes``, ``max_class_probs`` and ``<name>_scores`` (R,) of
+                every collected score.
 
         Raises:
-            ValueError: if the outputs lack a score field.
+            ValueError: if the outputs lack one of these fields.
         """
+        fields = [MAX_CLASS_PROB_FIELD] + [score_field(name) for name in self.score_names]
         for inputs_i, output in zip(inputs, outputs):
             instances = output.get("instances")
-            missing = [
-                score_field(name)
-                for name in self.score_names
-                if instances is None or not instances.has(score_field(name))
-            ]
+            missing = [field for field in fields if instances is None or not instances.has(field)]
             if missing:
                 raise ValueError(
                     f"Outputs on {self.dataset_name} have no {', '.join(missing)}: the OOD "
@@ -136,6 +140,7 @@ def _instances_to_arrays(
         "box": instances.pred_boxes.tensor.float().numpy(),
         "pred_class": instances.pred_classes.long().numpy(),
         "class_prob": instances.scores.float().numpy(),
+        "max_class_prob": instances.get(MAX_CLASS_PROB_FIELD).float().numpy(),
     }
     for name in score_names:
         arrays[name] = instances.get(score_field(name)).float().numpy()

@@ -36,6 +36,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     same proposals that survived NMS:
 
     * ``fg_logits`` (R, K): the foreground class logits;
+    * ``max_class_probs`` (R,): the largest foreground class probability of the detection's
+      proposal (its K+1 logits' softmax, max over the K foreground classes; ``>= scores``), by
+      which the paper's OOD protocol keeps boxes;
     * ``<name>_scores`` (R,): every score of ``score_names`` (see :mod:`vos_det.scores`), e.g.
       ``vos_scores``, the trained VOS ID-ness (paper eq. 8); higher = more in-distribution;
     * ``id_scores`` (R,): the score ``score_name``;
@@ -276,8 +279,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         proposals: List[Instances],
         box_features: Optional[torch.Tensor] = None,
     ) -> Tuple[List[Instances], List[torch.Tensor]]:
-        """Detectron2's detections, each with ``fg_logits``, ``<name>_scores`` of every score,
-        ``id_scores`` (and ``is_ood`` when a threshold is set), from the proposals NMS kept.
+        """Detectron2's detections, each with ``fg_logits``, ``max_class_probs``,
+        ``<name>_scores`` of every score, ``id_scores`` (and ``is_ood`` when a threshold is set),
+        from the proposals NMS kept.
 
         Args:
             predictions: ``(scores (R, K+1), deltas)`` from :meth:`forward`.
@@ -289,10 +293,13 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         scores, deltas = predictions
         sizes = [len(p) for p in proposals]
         features = box_features.flatten(1).split(sizes) if box_features is not None else None
-        for index, (result, kept_rows, logits, image_deltas) in enumerate(
-            zip(instances, kept, scores.split(sizes), deltas.split(sizes))
+        # The probabilities Detectron2 took the detections' ``scores`` from: (R_i, K+1) per image.
+        probs = self.predict_probs(predictions, proposals)
+        for index, (result, kept_rows, logits, image_probs, image_deltas) in enumerate(
+            zip(instances, kept, scores.split(sizes), probs, deltas.split(sizes))
         ):
             rows = _proposal_rows(kept_rows, logits, image_deltas)
+            result.max_class_probs = image_probs[rows, : self.num_classes].max(dim=1).values
             inputs = ScoreInputs(
                 fg_logits=logits[rows, : self.num_classes],
                 box_features=features[index][rows] if features is not None else None,
