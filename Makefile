@@ -2,13 +2,14 @@
 #   make setup [PYTHON=python3.12] [D2_SOURCE=<git URL or checkout>]
 #   make test
 #   make demo [QUICK=1]
+#   make benchmark [ARGS="--seeds 5 --jobs 2 ..."]
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
 VENV_PYTHON := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.vos-det-setup
 
-.PHONY: setup test demo bench clean-venv
+.PHONY: setup test demo benchmark bench clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -28,6 +29,11 @@ test: setup
 # output/demo/report.md. `make demo QUICK=1` runs a quarter of the schedule.
 demo: setup
 	$(VENV_PYTHON) tools/showcase.py $(if $(QUICK),--quick)
+
+# Methods x training seeds (vanilla and VOS, seeds 1-3 by default) on the synthetic benchmark,
+# resumable; writes output/benchmark/report.md. ARGS go to tools/benchmark.py (see its --help).
+benchmark: setup
+	$(VENV_PYTHON) tools/benchmark.py $(ARGS)
 
 bench: setup
 	$(VENV_PYTHON) benchmarks/bench_outlier_synthesis.py

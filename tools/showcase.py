@@ -14,23 +14,21 @@ plots), ``<output>/report.md`` with the table and pictures, and ``<output>/log.t
 """
 
 import argparse
-import functools
 import os
 from typing import Dict, List, Optional
 
 import vos_det  # first: it silences known warnings of the imports below
 import cv2
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultPredictor
 
-from vos_det.data.ood_datasets import default_datasets_root
-from vos_det.data.synthetic import (
-    SYNTHETIC_SPLITS,
-    SyntheticBenchmarkSpec,
-    register_synthetic_benchmark,
+from vos_det.data.synthetic_draws import (
+    add_draw_arguments,
+    dataset_overrides,
+    synthetic_benchmark_setup,
 )
 from vos_det.engine import log_to_file, train_and_evaluate_all
+from vos_det.engine.method_grid import build_config
 from vos_det.evaluation import EvaluationFolder, format_table
 from vos_det.utils.visualize import draw_open_set_detections
 
@@ -51,14 +49,8 @@ DEMO_PREFIX = "demo_synthetic"  # dataset names of a benchmark chosen with --ima
 
 
 def build_cfg(variant: str, output: str, quick: bool, opts: List[str]):
-    cfg = get_cfg()
-    vos_det.add_vos_config(cfg)
-    cfg.merge_from_file(vos_det.model_zoo.get_config_file(VARIANTS[variant]))
-    cfg.merge_from_list((QUICK_OVERRIDES if quick else []) + list(opts))
-    cfg.OUTPUT_DIR = os.path.join(output, variant)
-    vos_det.validate_vos_config(cfg)
-    cfg.freeze()
-    return cfg
+    overrides = (QUICK_OVERRIDES if quick else []) + list(opts)
+    return build_config(VARIANTS[variant], overrides, os.path.join(output, variant))
 
 
 def evaluation_folder(cfg) -> EvaluationFolder:
@@ -131,33 +123,6 @@ def write_report(
     return path
 
 
-def benchmark_setup(images: Optional[List[int]], data_root: Optional[str]):
-    """The dataset names of the benchmark to use, and what registers them in a fresh process.
-
-    Without ``images`` and ``data_root``: the built-in ``synthetic_*`` datasets (registered by
-    ``import vos_det``). Otherwise a benchmark of ``images`` = [train, ID test, OOD test] images
-    (default sizes when None) under ``data_root`` (default
-    ``$DETECTRON2_DATASETS/synthetic_<train>_<id>_<ood>``), registered as ``demo_synthetic_*``.
-
-    Returns:
-        tuple: (dict split -> dataset name, setup callable or None).
-    """
-    if images is None and data_root is None:
-        return {split: f"synthetic_{split}" for split in SYNTHETIC_SPLITS}, None
-    sizes = dict(zip(("num_train", "num_id_test", "num_ood_test"), images or ()))
-    if data_root is None:
-        data_root = os.path.join(
-            default_datasets_root(), "_".join(["synthetic", *map(str, images)])
-        )
-    for split in SYNTHETIC_SPLITS:  # a name left from an earlier call may point elsewhere
-        for catalog in (DatasetCatalog, MetadataCatalog):
-            if f"{DEMO_PREFIX}_{split}" in catalog:
-                catalog.remove(f"{DEMO_PREFIX}_{split}")
-    spec = SyntheticBenchmarkSpec(**sizes)
-    setup = functools.partial(register_synthetic_benchmark, data_root, DEMO_PREFIX, spec)
-    return setup(), setup
-
-
 def main(argv: Optional[List[str]] = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/demo", help="folder for runs and report")
@@ -169,31 +134,17 @@ def main(argv: Optional[List[str]] = None) -> str:
         help="models trained at the same time, one process each (default: 2 "
         "when there are 2 or more cores)",
     )
-    parser.add_argument(
-        "--images",
-        type=int,
-        nargs=3,
-        metavar=("TRAIN", "ID_TEST", "OOD_TEST"),
-        help="generate a benchmark with these numbers of images instead of the " "built-in one",
-    )
-    parser.add_argument(
-        "--data-root",
-        help="folder of that benchmark (default: "
-        "$DETECTRON2_DATASETS/synthetic_<TRAIN>_<ID_TEST>_<OOD_TEST>)",
-    )
+    add_draw_arguments(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     os.makedirs(args.output, exist_ok=True)
     log_to_file(os.path.join(args.output, "log.txt"))
-    datasets, setup = benchmark_setup(args.images, args.data_root)
-    dataset_opts = [
-        "DATASETS.TRAIN",
-        (datasets["train"],),
-        "DATASETS.TEST",
-        (datasets["id_test"], datasets["ood_test"]),
-    ]
+    datasets, setup = synthetic_benchmark_setup(
+        args.images, args.data_root, name_prefix=DEMO_PREFIX
+    )
+    dataset_opts = dataset_overrides(datasets)
     cfgs = {v: build_cfg(v, args.output, args.quick, dataset_opts + args.opts) for v in VARIANTS}
     DatasetCatalog.get(datasets["train"])  # generate the data once, before the runs start
     seconds = train_and_evaluate_all(cfgs, args.jobs, setup)

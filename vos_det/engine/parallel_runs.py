@@ -9,6 +9,7 @@ finish sooner than the same runs one after the other (the README quotes measured
 
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -43,7 +44,7 @@ def log_to_file(log_file: str) -> None:
 def train_and_evaluate(
     cfg: CfgNode,
     description: str,
-    bar_position: int = 0,
+    bar_position: Optional[int] = 0,
     threads: Optional[int] = None,
     setup: Optional[Callable[[], object]] = None,
 ) -> float:
@@ -56,7 +57,8 @@ def train_and_evaluate(
     Args:
         cfg (CfgNode): a complete config (``OUTPUT_DIR`` set).
         description (str): label of the progress bar.
-        bar_position (int): terminal line of the progress bar (0 = first).
+        bar_position (int or None): terminal line of the progress bar (0 = first); None: no
+            progress bar.
         threads (int or None): torch intra-op threads for this process; None leaves it.
         setup (callable or None): called first, e.g. to register datasets in a fresh process.
 
@@ -74,14 +76,19 @@ def train_and_evaluate(
     start = time.perf_counter()
     with open(log_file, "a") as printed, contextlib.redirect_stdout(printed):
         trainer = VOSTrainer(cfg)
-        trainer.register_hooks([ProgressBar(description=description, position=bar_position)])
+        if bar_position is not None:
+            trainer.register_hooks([ProgressBar(description=description, position=bar_position)])
         trainer.resume_or_load(resume=False)
         trainer.train()
     return time.perf_counter() - start
 
 
 def train_and_evaluate_all(
-    cfgs: Dict[str, CfgNode], jobs: int, setup: Optional[Callable[[], object]] = None
+    cfgs: Dict[str, CfgNode],
+    jobs: int,
+    setup: Optional[Callable[[], object]] = None,
+    on_finished: Optional[Callable[[str, float], None]] = None,
+    iteration_bars: bool = True,
 ) -> Dict[str, float]:
     """:func:`train_and_evaluate` every config, ``jobs`` at a time.
 
@@ -91,26 +98,58 @@ def train_and_evaluate_all(
     name, since a spawned process starts with only the built-in ones. With ``jobs == 1`` the runs
     go one after the other in this process.
 
+    When a run fails, the runs not yet started are cancelled, the ones in progress finish, and
+    the error names the failed run and its log.
+
     Args:
         cfgs (dict[str, CfgNode]): run name -> config.
         jobs (int): runs at the same time (>= 1).
         setup (callable or None): see :func:`train_and_evaluate`.
+        on_finished (callable or None): called in this process as ``on_finished(name,
+            seconds)`` as soon as a run has finished (in the order they finish), e.g. to record
+            it or to advance a progress bar over the runs.
+        iteration_bars (bool): show each run's progress bar over its iterations.
 
     Returns:
-        dict[str, float]: run name -> seconds of training and evaluation.
+        dict[str, float]: run name -> seconds of training and evaluation, in the order of
+        ``cfgs``.
 
     Raises:
         ValueError: if ``jobs < 1``.
+        RuntimeError: naming the run, if a run fails (the run's error is its cause).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}.")
+    seconds = {}
+
+    def finished(name: str, result: Callable[[], float]) -> None:
+        try:
+            seconds[name] = result()
+        except Exception as e:
+            log = os.path.join(cfgs[name].OUTPUT_DIR, "log.txt")
+            raise RuntimeError(f"Run {name} failed ({type(e).__name__}: {e}); log: {log}") from e
+        if on_finished is not None:
+            on_finished(name, seconds[name])
+
+    # Terminal line of each run's iteration bar: one line per concurrent run.
+    bars = {name: index % jobs if iteration_bars else None for index, name in enumerate(cfgs)}
     if jobs == 1:
-        return {name: train_and_evaluate(cfg, name, setup=setup) for name, cfg in cfgs.items()}
+        for name, cfg in cfgs.items():
+            finished(
+                name, functools.partial(train_and_evaluate, cfg, name, bars[name], None, setup)
+            )
+        return seconds
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {
-            name: pool.submit(train_and_evaluate, cfg, name, index % jobs, threads, setup)
-            for index, (name, cfg) in enumerate(cfgs.items())
+            pool.submit(train_and_evaluate, cfg, name, bars[name], threads, setup): name
+            for name, cfg in cfgs.items()
         }
-        return {name: future.result() for name, future in futures.items()}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                finished(futures[future], future.result)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return {name: seconds[name] for name in cfgs}

@@ -1,0 +1,360 @@
+"""`make benchmark`: seed statistics against scipy, the method grid, and the tool end to end on a
+tiny synthetic benchmark (2 methods x 2 seeds, a few iterations)."""
+
+import json
+import math
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from detectron2.data import MetadataCatalog
+from scipy import stats
+
+from markdown_tables import markdown_tables
+from tool_scripts import load_tool
+from vos_det.data.synthetic import SyntheticBenchmarkSpec
+from vos_det.data.synthetic_draws import synthetic_benchmark_setup, synthetic_draw_name
+from vos_det.engine import train_and_evaluate_all
+from vos_det.engine.method_grid import (
+    ChangedRunsError,
+    Method,
+    build_config,
+    grid_runs,
+    load_methods,
+    parse_method,
+    plan_runs,
+    prepare_run,
+    write_run_record,
+)
+from vos_det.evaluation import EvaluationFolder
+from vos_det.evaluation.seed_report import result_row
+from vos_det.evaluation.seed_statistics import paired_t_interval, summarize, t_quantile
+
+benchmark = load_tool("benchmark")
+
+TINY_OVERRIDES = [
+    "SOLVER.MAX_ITER",
+    "3",
+    "SOLVER.STEPS",
+    "()",
+    "SOLVER.WARMUP_ITERS",
+    "0",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "VOS.START_ITER",
+    "1",
+    "VOS.QUEUE_SIZE",
+    "4",
+    "VOS.MIN_QUEUE_FILL",
+    "1",
+    "VOS.NUM_CANDIDATES",
+    "100",
+    "VOS.EVAL.SCORE_THRESHOLD",
+    "0.0",
+    "VOS.EVAL.SAVE_PLOTS",
+    "False",
+]
+METRICS = ("AP", "AP50", "FPR95", "AUROC", "AUPR")
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def test_summary_is_the_mean_and_the_sample_std():
+    values = [91.2, 88.4, 93.9, 90.0]
+    summary = summarize(values)
+    assert summary.n == 4
+    assert summary.mean == pytest.approx(np.mean(values), abs=1e-12)
+    assert summary.std == pytest.approx(stats.tstd(values), abs=1e-12)  # ddof=1
+    assert math.isnan(summarize([5.0]).std)
+    with pytest.raises(ValueError, match="at least 1"):
+        summarize([])
+    with pytest.raises(ValueError, match="NaN"):
+        summarize([1.0, float("nan")])
+
+
+@pytest.mark.parametrize("df", [*range(1, 41), 57, 100, 999])
+def test_t_quantile_matches_scipy(df):
+    for probability in (0.5, 0.6, 0.9, 0.95, 0.975, 0.995, 0.9995, 0.025, 1e-4):
+        expected = stats.t.ppf(probability, df)
+        assert t_quantile(probability, df) == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
+def test_t_quantile_refuses_what_it_cannot_compute():
+    with pytest.raises(ValueError, match="probability must be in"):
+        t_quantile(1.0, 3)
+    with pytest.raises(ValueError, match="df must be an integer >= 1"):
+        t_quantile(0.975, 0)
+    with pytest.raises(ValueError, match="df must be an integer >= 1"):
+        t_quantile(0.975, 2.5)
+
+
+@pytest.mark.parametrize("n, confidence", [(2, 0.95), (3, 0.95), (5, 0.9), (12, 0.99)])
+def test_paired_t_interval_matches_scipy(n, confidence):
+    rng = np.random.default_rng(n)
+    baseline = rng.normal(90, 3, n)
+    values = baseline + rng.normal(-2, 1.5, n)
+    interval = paired_t_interval(values, baseline, confidence)
+    differences = values - baseline
+    low, high = stats.t.interval(
+        confidence, n - 1, loc=differences.mean(), scale=stats.sem(differences)
+    )
+    assert (interval.n, interval.confidence) == (n, confidence)
+    assert interval.low == pytest.approx(low, abs=1e-9)
+    assert interval.high == pytest.approx(high, abs=1e-9)
+    assert interval.excludes_zero == (low > 0 or high < 0)
+
+
+def test_paired_t_interval_needs_two_pairs_of_equal_length():
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_t_interval([1.0], [2.0])
+    with pytest.raises(ValueError, match="pair up seed by seed, got 3 and 2"):
+        paired_t_interval([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+# --- methods, draws and the grid ----------------------------------------------------------
+
+
+def test_the_shipped_methods_file_lists_vanilla_and_vos_and_every_method_builds(tmp_path):
+    methods = load_methods(benchmark.METHODS_FILE)
+    assert list(methods)[:2] == ["vanilla", "vos"]
+    assert methods["vos"].config == "Synthetic/vos.yaml"
+    runs = grid_runs(list(methods.values()), [1], str(tmp_path), [])
+    assert [run.cfg.VOS.ENABLED for run in runs[:2]] == [False, True]
+
+
+def test_methods_from_the_command_line_and_from_a_file(tmp_path):
+    method = parse_method("vos_w05=Synthetic/vos.yaml VOS.LOSS_WEIGHT 0.5 SOLVER.STEPS '(2,)'")
+    assert method == Method(
+        "vos_w05", "Synthetic/vos.yaml", ("VOS.LOSS_WEIGHT", "0.5", "SOLVER.STEPS", "(2,)")
+    )
+    with pytest.raises(ValueError, match="NAME=CONFIG"):
+        parse_method("Synthetic/vos.yaml VOS.LOSS_WEIGHT 0.5")
+    with pytest.raises(ValueError, match="KEY VALUE pairs"):
+        parse_method("w=Synthetic/vos.yaml VOS.LOSS_WEIGHT")
+    with pytest.raises(ValueError, match="names the run folders"):
+        parse_method("../up=Synthetic/vos.yaml")
+    path = tmp_path / "methods.yaml"
+    path.write_text(
+        "methods:\n  w:\n    config: Synthetic/vos.yaml\n    overrides: {VOS.LOSS_WEIGHT: 0.5}\n"
+    )
+    assert load_methods(str(path))["w"].overrides == ("VOS.LOSS_WEIGHT", 0.5)
+    path.write_text("methods:\n  w:\n    config: Synthetic/vos.yaml\n    override: {}\n")
+    with pytest.raises(ValueError, match=r"methods.yaml: method 'w' must be a mapping"):
+        load_methods(str(path))
+
+
+def test_draws_have_their_own_names_and_folders(tmp_path, monkeypatch):
+    assert synthetic_draw_name(SyntheticBenchmarkSpec()) == "synthetic"
+    assert synthetic_draw_name(SyntheticBenchmarkSpec(seed=3)) == "synthetic_seed3"
+    assert synthetic_draw_name(SyntheticBenchmarkSpec(8, 4, 4, seed=1)) == "synthetic_8_4_4_seed1"
+    assert synthetic_draw_name(SyntheticBenchmarkSpec(image_size=256)) == "synthetic_256px"
+    assert synthetic_benchmark_setup() == (
+        {split: f"synthetic_{split}" for split in ("train", "id_test", "ood_test")},
+        None,
+    )
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    names, setup = synthetic_benchmark_setup(data_seed=2)
+    assert names["ood_test"] == "synthetic_seed2_ood_test"
+    json_file = MetadataCatalog.get(names["train"]).json_file
+    assert json_file == os.path.join(str(tmp_path), "synthetic_seed2", "annotations", "train.json")
+    assert pickle.loads(pickle.dumps(setup))() == names  # registers again in a fresh process
+    assert not (tmp_path / "synthetic_seed2").exists()  # generated on first load only
+
+
+def test_grid_configs_name_the_method_when_they_cannot_be_built(tmp_path):
+    runs = grid_runs(
+        [Method("w", "Synthetic/vos.yaml", ("VOS.LOSS_WEIGHT", 0.5))], [4], str(tmp_path), []
+    )
+    assert (runs[0].name, runs[0].cfg.SEED, runs[0].cfg.VOS.LOSS_WEIGHT) == ("w/seed4", 4, 0.5)
+    assert runs[0].folder == str(tmp_path / "runs" / "w" / "seed4")
+    with pytest.raises(ValueError, match=r"Method bad .*nope\.yaml is not a config shipped"):
+        grid_runs([Method("bad", "Synthetic/nope.yaml")], [1], str(tmp_path), [])
+    with pytest.raises(ValueError, match="Method bad .*VOS.NO_SUCH_KEY"):
+        grid_runs(
+            [Method("bad", "Synthetic/vos.yaml", ("VOS.NO_SUCH_KEY", 1))], [1], str(tmp_path), []
+        )
+    with pytest.raises(
+        ValueError, match="the overrides set SEED, which the grid sets from the training seeds"
+    ):
+        grid_runs([Method("v", "Synthetic/vos.yaml")], [1], str(tmp_path), ["SEED", 3])
+
+
+def test_saved_runs_are_reused_rerun_or_refused_by_their_config(tmp_path, caplog):
+    method = Method("v", "Synthetic/vanilla.yaml")
+    saved, interrupted, unfinished = grid_runs(
+        [method], [1, 2, 3], str(tmp_path), ["SOLVER.MAX_ITER", 4]
+    )
+    for run in (saved, interrupted):
+        prepare_run(run)
+        Path(run.evaluation.results_file).parent.mkdir()
+        Path(run.evaluation.results_file).write_text("{}")
+        write_run_record(run, 1.0)
+    os.remove(interrupted.evaluation.results_file)
+    assert plan_runs([saved, interrupted, unfinished]) == [interrupted, unfinished]
+    changed = grid_runs([method], [1], str(tmp_path), ["SOLVER.MAX_ITER", 6])[0]
+    with pytest.raises(
+        ChangedRunsError, match=r"v/seed1 \(SOLVER.MAX_ITER: 4 -> 6\).*--rerun-changed"
+    ):
+        plan_runs([changed])
+    assert plan_runs([changed], rerun_changed=True) == [changed]
+    assert "Training again 1 run(s) whose config changed" in caplog.text
+
+
+def test_a_failed_run_is_named(tmp_path):
+    cfg = build_config(
+        "Synthetic/vanilla.yaml", ["DATASETS.TRAIN", ("no_such_set",)], str(tmp_path)
+    )
+    finished = []
+    with pytest.raises(RuntimeError, match=r"Run broken failed .*no_such_set.*log\.txt"):
+        train_and_evaluate_all({"broken": cfg}, 1, on_finished=lambda *run: finished.append(run))
+    assert finished == []
+
+
+def test_bad_methods_are_refused_before_anything_runs(tmp_path):
+    output = ["--output", str(tmp_path / "out")]
+    with pytest.raises(
+        ValueError, match=r"Unknown method\(s\) \['SOLVER.MAX_ITER', '4'\].*need --"
+    ):
+        benchmark.main(output + ["--methods", "vanilla", "SOLVER.MAX_ITER", "4"])
+    with pytest.raises(ValueError, match="baseline method vanilla is not among"):
+        benchmark.main(output + ["--methods", "vos"])
+    with pytest.raises(ValueError, match="--method vos is already defined"):
+        benchmark.main(output + ["--method", "vos=Synthetic/vos.yaml"])
+    with pytest.raises(ValueError, match="Method typo .*typo.yaml is not a config shipped"):
+        benchmark.main(output + ["--method", "typo=Synthetic/typo.yaml"])
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+# --- the tool end to end ------------------------------------------------------------------
+
+
+def _invoke(root: Path, *overrides: str):
+    """The tool on the tiny draw of data seed 1, methods vanilla and vos, seeds 1 and 2."""
+    arguments = ["--output", str(root / "out"), "--images", "8", "4", "4", "--data-seed", "1"]
+    arguments += ["--data-root", str(root / "data"), "--jobs", "2", "--seeds", "2"]
+    return benchmark.main(arguments + ["--", *TINY_OVERRIDES, *overrides])
+
+
+def _record_times(output: Path) -> dict:
+    return {str(path): path.stat().st_mtime_ns for path in output.glob("runs/*/*/run_record.json")}
+
+
+@pytest.fixture(scope="module")
+def first_invocation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchmark")
+    return root, _invoke(root)
+
+
+@pytest.mark.slow
+def test_results_hold_every_run_with_its_saved_numbers(first_invocation):
+    root, done = first_invocation
+    assert sorted(done.trained) == ["vanilla/seed1", "vanilla/seed2", "vos/seed1", "vos/seed2"]
+    rows = json.loads(Path(done.results).read_text())["runs"]
+    assert [(row["method"], row["seed"], row["data_seed"]) for row in rows] == [
+        ("vanilla", 1, 1),
+        ("vanilla", 2, 1),
+        ("vos", 1, 1),
+        ("vos", 2, 1),
+    ]
+    for row in rows:
+        folder = root / "out" / "runs" / row["method"] / f"seed{row['seed']}"
+        record = json.loads((folder / "run_record.json").read_text())
+        saved = EvaluationFolder(str(folder / "inference")).read_results()
+        assert row["wall_seconds"] == record["wall_seconds"] > 0
+        assert row["config_sha256"] == record["config_sha256"]
+        assert {key: row[key] for key in result_row(saved)} == json.loads(
+            json.dumps(result_row(saved))
+        )
+        assert row["id_dataset"] == "synthetic_8_4_4_seed1_id_test"
+        assert row["ood"]["synthetic_8_4_4_seed1_ood_test"]["energy"]["FPR95"] >= 0
+
+
+def _summary_cell(values: list, total: int) -> str:
+    if not values:
+        return "-"
+    text = f"{np.mean(values):.2f}" + (
+        f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+    )
+    return text + (f" (n={len(values)})" if len(values) < total else "")
+
+
+def _difference_cell(pairs: list, total: int) -> str:
+    if len(pairs) < 2:
+        return "-"
+    differences = np.array([value - base for value, base in pairs])
+    half = stats.t.ppf(0.975, len(pairs) - 1) * stats.sem(differences)
+    text = f"{differences.mean():+.2f} ± {half:.2f}"
+    if differences.mean() - half > 0 or differences.mean() + half < 0:
+        text = f"**{text}**"
+    return text + (f" (n={len(pairs)})" if len(pairs) < total else "")
+
+
+def _metric(row: dict, ood_set: str, score: str, metric: str):
+    if metric in ("AP", "AP50"):
+        return row["id_metrics"].get(metric)
+    return row["ood"][ood_set].get(score, {}).get(metric)
+
+
+@pytest.mark.slow
+def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
+    _, done = first_invocation
+    rows = json.loads(Path(done.results).read_text())["runs"]
+    ood_set = "synthetic_8_4_4_seed1_ood_test"
+    _, summary, differences = markdown_tables(Path(done.report).read_text())
+    expected_summary, expected_differences = [], []
+    for method in ("vanilla", "vos"):
+        runs = [row for row in rows if row["method"] == method]
+        for score in runs[0]["ood"][ood_set]:
+            values = {m: [_metric(row, ood_set, score, m) for row in runs] for m in METRICS}
+            cells = {m: _summary_cell([v for v in values[m] if v is not None], 2) for m in METRICS}
+            expected_summary.append({"method": method, "score": score, "seeds": "2", **cells})
+            if (method, score) == ("vanilla", "energy"):
+                continue
+            cells = {}
+            for m in METRICS:
+                pairs = []
+                for row in runs:
+                    base = next(
+                        b for b in rows if b["method"] == "vanilla" and b["seed"] == row["seed"]
+                    )
+                    pair = (_metric(row, ood_set, score, m), _metric(base, ood_set, "energy", m))
+                    pairs += [pair] if None not in pair else []
+                cells[f"Δ{m}"] = _difference_cell(pairs, 2)
+            expected_differences.append({"method": method, "score": score, "seeds": "2", **cells})
+    assert summary == expected_summary
+    assert differences == expected_differences
+
+
+@pytest.mark.slow
+def test_report_shows_the_fpr_plot_and_the_first_seeds_roc_curves(first_invocation):
+    root, done = first_invocation
+    text = Path(done.report).read_text()
+    for name in (
+        "fpr_synthetic_8_4_4_seed1_ood_test.png",
+        "roc_seed1_synthetic_8_4_4_seed1_ood_test.png",
+    ):
+        assert f"](plots/{name})" in text
+        assert (root / "out" / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_the_same_command_again_trains_nothing_and_a_changed_one_is_refused(
+    first_invocation, capsys
+):
+    root, done = first_invocation
+    before = _record_times(root / "out")
+    assert len(before) == 4
+    again = _invoke(root)
+    assert again.trained == []
+    assert _record_times(root / "out") == before
+    assert "synthetic_8_4_4_seed1_ood_test: mean ± std" in capsys.readouterr().out
+    with pytest.raises(
+        ChangedRunsError, match=r"4 saved run\(s\) .*VOS.EVAL.SCORE_THRESHOLD: 0.0 -> 0.01"
+    ):
+        _invoke(root, "VOS.EVAL.SCORE_THRESHOLD", "0.01")
+    assert _record_times(root / "out") == before
