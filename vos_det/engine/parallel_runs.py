@@ -5,6 +5,11 @@ scratch with a progress bar, then runs ``VOSTrainer.test``, and logs to its own
 ``OUTPUT_DIR/log.txt``. On a CPU one training process uses extra cores poorly (Faster R-CNN's
 ROIAlign backward and NMS run on one thread), so several single-threaded runs side by side
 finish sooner than the same runs one after the other (the README quotes measured times).
+
+Every run trains on ONE torch thread, whatever ``jobs`` is: CPU kernels sum in another order
+with another thread count, so a run's numbers would otherwise depend on how many ran beside it
+(measured: AP50 10.24 with one thread, 7.93 with two, same config and seed, 100 iterations).
+With one thread, the same config and seed give the same weights and metrics bit for bit.
 """
 
 import concurrent.futures
@@ -92,8 +97,8 @@ def train_and_evaluate_all(
 ) -> Dict[str, float]:
     """:func:`train_and_evaluate` every config, ``jobs`` at a time.
 
-    With ``jobs > 1`` each run gets a fresh (spawned) process with
-    ``max(1, os.cpu_count() // jobs)`` torch threads; ``setup`` must then be picklable (e.g. a
+    Each run trains on one torch thread (see the module's docstring). With ``jobs > 1`` each
+    run gets a fresh (spawned) process; ``setup`` must then be picklable (e.g. a
     ``functools.partial`` of a module-level function) and register whatever datasets the configs
     name, since a spawned process starts with only the built-in ones. With ``jobs == 1`` the runs
     go one after the other in this process.
@@ -136,14 +141,13 @@ def train_and_evaluate_all(
     if jobs == 1:
         for name, cfg in cfgs.items():
             finished(
-                name, functools.partial(train_and_evaluate, cfg, name, bars[name], None, setup)
+                name, functools.partial(train_and_evaluate, cfg, name, bars[name], 1, setup)
             )
         return seconds
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {
-            pool.submit(train_and_evaluate, cfg, name, bars[name], threads, setup): name
+            pool.submit(train_and_evaluate, cfg, name, bars[name], 1, setup): name
             for name, cfg in cfgs.items()
         }
         try:
