@@ -1,16 +1,19 @@
 """VOS configuration keys: :func:`add_vos_config` adds them, :func:`validate_vos_config` checks them."""
 
 from detectron2.config import CfgNode as CN
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY
 
 from .evaluation.protocol import PROTOCOLS
-from .scores import get_score, score_names
+from .scores import DEFAULT_KNN_K, get_score, score_names, scores_requiring
 
 
 def add_vos_config(cfg: CN) -> None:
     """Add every ``VOS.*`` key (and the RegNet backbone keys) to a Detectron2 config, in place."""
     cfg.VOS = CN()
     # Train the uncertainty branch. False gives the vanilla detector: same heads, same scores
-    # attached at inference, no feature queues and no uncertainty loss (the baseline).
+    # attached at inference, no uncertainty loss (the baseline); it keeps feature queues only
+    # when a score of VOS.SCORE or VOS.EVAL.SCORES reads them, and then fills them in training
+    # with the foreground features (statistics only, no loss).
     cfg.VOS.ENABLED = True
     # Feature vectors kept per class (the paper's |Q_k|): 1000 for VOC, 300 for BDD100K.
     cfg.VOS.QUEUE_SIZE = 1000
@@ -36,11 +39,18 @@ def add_vos_config(cfg: CN) -> None:
     # stay identical (only matters with more than one process).
     cfg.VOS.SYNC_QUEUES = True
     # Score attached to every detection as `id_scores`, a name of the score registry
-    # (vos_det.scores): "vos" (sigmoid of the logistic layer on the weighted energy, paper
-    # eq. 8), "energy" (logsumexp of the foreground logits), "msp" (max softmax probability) or
-    # "max_logit". Higher = more in-distribution. Each score of VOS.SCORE and VOS.EVAL.SCORES is
-    # also attached as `<name>_scores`.
+    # (vos_det.scores). Logit scores: "vos" (sigmoid of the logistic layer on the weighted energy,
+    # paper eq. 8), "energy" (logsumexp of the foreground logits), "msp" (max softmax
+    # probability), "max_logit". Feature scores, on the box features against the statistics of
+    # the feature queues: "mahalanobis" (minus the smallest squared Mahalanobis distance to a
+    # class mean under the shared covariance; Lee et al. 2018), "relative_mahalanobis" (the same
+    # minus the squared distance to one class-agnostic Gaussian of all queued features; Ren et al.
+    # 2021), "knn" (minus the distance of the L2-normalised feature to its VOS.KNN_K-th nearest
+    # L2-normalised queued feature; Sun et al. 2022). Higher = more in-distribution. Each score of
+    # VOS.SCORE and VOS.EVAL.SCORES is also attached as `<name>_scores`.
     cfg.VOS.SCORE = "vos"
+    # The k of the "knn" score: the distance to the k-th nearest queued feature (all classes).
+    cfg.VOS.KNN_K = DEFAULT_KNN_K
     # Detections whose `id_scores` fall below this are flagged `is_ood`; negative = no flag.
     cfg.VOS.OOD_THRESHOLD = -1.0
 
@@ -63,6 +73,11 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.EVAL.TPR = 0.95
     # Scores compared in the OOD table: names of the score registry (see VOS.SCORE). Keep
     # "energy": it is the score the paper's tables use, the table's paper-comparable row.
+    # The feature scores ("mahalanobis", "relative_mahalanobis", "knn") are opt-in: they need
+    # the class statistics in the checkpoint's feature queues, which a model trained with one of
+    # them configured has (VOS or vanilla) and a model trained elsewhere (e.g. a stock Detectron2
+    # Faster R-CNN) gets from tools/fit_feature_statistics.py; evaluating them on weights
+    # without statistics fails, naming that tool. configs/Synthetic lists them.
     cfg.VOS.EVAL.SCORES = ("vos", "energy", "msp", "max_logit")
     # Write score histograms (ID vs OOD) and ROC curves as PNG files next to ood_results.json.
     cfg.VOS.EVAL.SAVE_PLOTS = True
@@ -104,6 +119,7 @@ def validate_vos_config(cfg: CN) -> None:
         (vos.COV_EPS > 0, "VOS.COV_EPS", "must be > 0"),
         (vos.STATS_RECOMPUTE_PERIOD >= 1, "VOS.STATS_RECOMPUTE_PERIOD", "must be >= 1"),
         (vos.SCORE in names, "VOS.SCORE", f"must be one of {', '.join(names)}"),
+        (vos.KNN_K >= 1, "VOS.KNN_K", "must be >= 1"),
         (
             vos.EVAL.SCORE_THRESHOLD <= 1,
             "VOS.EVAL.SCORE_THRESHOLD",
@@ -136,7 +152,46 @@ def validate_vos_config(cfg: CN) -> None:
         )
     for ok, key, requirement in checks:
         if not ok:
-            value = cfg
-            for part in key.split("."):
-                value = value[part]
-            raise ValueError(f"{key}={value!r} {requirement}")
+            raise ValueError(f"{key}={_value(cfg, key)!r} {requirement}")
+    _check_feature_scores(cfg)
+
+
+def _check_feature_scores(cfg: CN) -> None:
+    """Raise ``ValueError`` when a configured score reads feature queues the model cannot have,
+    or when the queues can never hold VOS.KNN_K vectors for the ``knn`` score."""
+    heads = cfg.MODEL.ROI_HEADS.NAME
+    capacity = cfg.MODEL.ROI_HEADS.NUM_CLASSES * cfg.VOS.QUEUE_SIZE
+    for key in ("VOS.SCORE", "VOS.EVAL.SCORES"):
+        value = _value(cfg, key)
+        needing = scores_requiring("queues", [value] if isinstance(value, str) else value)
+        if needing and not _has_feature_queues(heads):
+            raise ValueError(
+                f"{key}={value!r}: {', '.join(needing)} read(s) the per-class feature queues, "
+                f"which MODEL.ROI_HEADS.NAME={heads!r} does not have: set MODEL.ROI_HEADS.NAME "
+                "'VOSROIHeads' (for weights trained with other heads, fit the statistics with "
+                f"tools/fit_feature_statistics.py), or remove them from {key}."
+            )
+        if "knn" in needing and cfg.VOS.KNN_K > capacity:
+            raise ValueError(
+                f"VOS.KNN_K={cfg.VOS.KNN_K!r} exceeds the {capacity} vectors the feature queues "
+                "can hold (MODEL.ROI_HEADS.NUM_CLASSES x VOS.QUEUE_SIZE) for the knn score in "
+                f"{key}: lower VOS.KNN_K or raise VOS.QUEUE_SIZE."
+            )
+
+
+def _has_feature_queues(roi_heads_name: str) -> bool:
+    """Whether the registered ROI heads ``roi_heads_name`` are :class:`VOSROIHeads` (or derived),
+    the heads whose predictor keeps feature queues when a configured score reads them."""
+    from .modeling.roi_heads import VOSROIHeads  # here: the modeling package imports this module
+
+    return roi_heads_name in ROI_HEADS_REGISTRY and issubclass(
+        ROI_HEADS_REGISTRY.get(roi_heads_name), VOSROIHeads
+    )
+
+
+def _value(cfg: CN, key: str):
+    """The value of the dotted ``key`` in ``cfg``."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    return value

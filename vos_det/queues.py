@@ -32,6 +32,11 @@ class ClassFeatureQueues(nn.Module):
     - ``num_pushes`` (int64, scalar): number of non-empty pushes so far.
     - ``queue_shape`` (int64, [3]): (K, Q, d), so that a checkpoint says which queues it holds.
 
+    ``version`` (a plain int, not saved) changes whenever the contents do (:meth:`push`,
+    :meth:`recompute_statistics`, loading a state), so that what is derived from them (e.g. the
+    factorisations of :mod:`vos_det.feature_statistics`) can be cached and rebuilt only then.
+    Code that writes the buffers directly must call :meth:`mark_changed`.
+
     The statistics are updated incrementally on every push (entering vectors added, overwritten
     ones subtracted) and recomputed exactly from the queue contents every ``recompute_every``
     pushes, which bounds the accumulation of rounding errors.
@@ -82,6 +87,11 @@ class ClassFeatureQueues(nn.Module):
         self.register_buffer("outer_sum", torch.zeros(dim, dim, dtype=torch.float64))
         self.register_buffer("num_pushes", torch.zeros((), dtype=torch.int64))
         self.register_buffer("queue_shape", torch.tensor([num_classes, capacity, dim]))
+        self.version = 0
+
+    def mark_changed(self) -> None:
+        """Record that the contents changed: bumps ``version``, invalidating derived caches."""
+        self.version += 1
 
     def extra_repr(self) -> str:
         return (
@@ -107,6 +117,7 @@ class ClassFeatureQueues(nn.Module):
             missing_keys.remove(
                 prefix + "queue_shape"
             )  # saved before the buffer existed: same shape
+        self.mark_changed()
 
     def _refuse(self, saved_shape: Optional[list], prefix: str) -> None:
         saved = (
@@ -156,6 +167,7 @@ class ClassFeatureQueues(nn.Module):
         self.counts.add_(new_counts).clamp_(max=self.capacity)
         self.heads.add_(new_counts).remainder_(self.capacity)
         self.num_pushes.add_(1)
+        self.mark_changed()
         if int(self.num_pushes) % self.recompute_every == 0:
             self.recompute_statistics()
 
@@ -245,6 +257,7 @@ class ClassFeatureQueues(nn.Module):
             x = self.features[k].double()
             self.class_sums[k] = x.sum(0)
             self.outer_sum.addmm_(x.mT, x)
+        self.mark_changed()
 
     def fill_counts(self) -> Tensor:
         """Returns: [K] int64 number of vectors held per class (a copy)."""

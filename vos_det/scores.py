@@ -12,6 +12,10 @@ one :func:`register_score` away::
 
 The predictor attaches each computed score to its detections as the field ``<name>_scores``
 (:func:`score_field`).
+
+Built in: the logit scores ``vos``, ``energy``, ``msp``, ``max_logit``, and the feature scores
+``mahalanobis``, ``relative_mahalanobis``, ``knn``, which read the box features against the
+queues' statistics (:mod:`vos_det.feature_statistics`, factorised once per state of the queues).
 """
 
 import math
@@ -21,9 +25,11 @@ from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tupl
 from torch import Tensor
 
 from .energy import EnergyUncertaintyHead, energy_score, max_logit_score, msp_score
+from .feature_statistics import gaussian_statistics, normalized_feature_bank
 from .queues import ClassFeatureQueues
 
 __all__ = [
+    "DEFAULT_KNN_K",
     "SCORE_REQUIREMENTS",
     "ScoreDefinition",
     "ScoreInputs",
@@ -32,6 +38,7 @@ __all__ = [
     "register_score",
     "score_field",
     "score_names",
+    "scores_requiring",
 ]
 
 #: What a score may need besides the foreground logits, and what provides it.
@@ -40,6 +47,9 @@ SCORE_REQUIREMENTS = {
     "uncertainty": "the trained energy uncertainty head (VOSOutputLayers.uncertainty)",
     "queues": "the per-class feature queues and their Gaussian statistics",
 }
+
+#: The default k of the ``knn`` score (``VOS.KNN_K``).
+DEFAULT_KNN_K = 10
 
 
 @dataclass(frozen=True)
@@ -51,12 +61,14 @@ class ScoreInputs:
         box_features (Tensor or None): (R, D) box head features of the same detections.
         uncertainty (EnergyUncertaintyHead or None): the energy uncertainty head.
         queues (ClassFeatureQueues or None): the class feature queues.
+        knn_k (int): which nearest queued vector the ``knn`` score measures (``VOS.KNN_K``).
     """
 
     fg_logits: Tensor
     box_features: Optional[Tensor] = None
     uncertainty: Optional[EnergyUncertaintyHead] = None
     queues: Optional[ClassFeatureQueues] = None
+    knn_k: int = DEFAULT_KNN_K
 
     def available(self) -> FrozenSet[str]:
         """Returns: the names of :data:`SCORE_REQUIREMENTS` these inputs provide."""
@@ -127,6 +139,12 @@ def get_score(name: str) -> ScoreDefinition:
     return _REGISTRY[name]
 
 
+def scores_requiring(requirement: str, names: Iterable[str]) -> Tuple[str, ...]:
+    """Returns: those of the registered scores ``names`` that read ``requirement`` (a key of
+    :data:`SCORE_REQUIREMENTS`), in the given order."""
+    return tuple(name for name in names if requirement in get_score(name).requires)
+
+
 def score_field(name: str) -> str:
     """Returns: the ``Instances`` field holding score ``name`` (``"<name>_scores"``)."""
     return f"{name}_scores"
@@ -181,3 +199,26 @@ def _msp(inputs: ScoreInputs) -> Tensor:
 def _max_logit(inputs: ScoreInputs) -> Tensor:
     """Maximum foreground logit."""
     return max_logit_score(inputs.fg_logits)
+
+
+@register_score("mahalanobis", requires=("box_features", "queues"), value_range=(-math.inf, 0.0))
+def _mahalanobis(inputs: ScoreInputs) -> Tensor:
+    """Minus the smallest squared Mahalanobis distance of the box feature to a class mean under
+    the shared covariance (Lee et al. 2018), over the classes whose queue holds >= 2 vectors;
+    float64."""
+    return -gaussian_statistics(inputs.queues).min_class_distance(inputs.box_features)
+
+
+@register_score("relative_mahalanobis", requires=("box_features", "queues"))
+def _relative_mahalanobis(inputs: ScoreInputs) -> Tensor:
+    """Minus ``min_k`` (squared class distance - squared distance to the class-agnostic Gaussian
+    of all queued vectors) (Ren et al. 2021), over the classes holding >= 2 vectors; float64."""
+    return -gaussian_statistics(inputs.queues).min_relative_distance(inputs.box_features)
+
+
+@register_score("knn", requires=("box_features", "queues"), value_range=(-2.0, 0.0))
+def _knn(inputs: ScoreInputs) -> Tensor:
+    """Minus the Euclidean distance of the L2-normalised box feature to its ``knn_k``-th nearest
+    L2-normalised queued vector, all classes together (Sun et al. 2022); float64."""
+    bank = normalized_feature_bank(inputs.queues)
+    return -bank.kth_neighbour_distance(inputs.box_features, inputs.knn_k)

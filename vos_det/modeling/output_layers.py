@@ -15,7 +15,7 @@ from detectron2.utils.events import get_event_storage
 from ..config import validate_vos_config
 from ..energy import EnergyUncertaintyHead
 from ..queues import ClassFeatureQueues
-from ..scores import ScoreInputs, compute_scores, score_field
+from ..scores import ScoreInputs, compute_scores, score_field, scores_requiring
 from ..virtual_outliers import sample_virtual_outliers
 from .distributed import all_gather_rows
 
@@ -30,7 +30,8 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     Training (``losses``) pushes the features of foreground proposals into per-class queues and,
     from ``uncertainty_start_iter`` on, synthesises virtual outliers from the queues' class-conditional
     Gaussians and adds ``loss_uncertainty``: a logistic regression on the weighted energy that
-    separates real foreground proposals (ID) from the outliers (OOD).
+    separates real foreground proposals (ID) from the outliers (OOD). Without VOS, the queues
+    exist (and fill in training, with no loss) only when a configured score reads them.
 
     Inference (``inference``) returns Detectron2's detections with extra fields, taken from the
     same proposals that survived NMS:
@@ -67,14 +68,17 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         score_name: str,
         score_names: Sequence[str],
         ood_threshold: float,
+        knn_k: int,
         class_names: Optional[Sequence[str]] = None,
         **kwargs,
     ):
         """
         Args:
             input_shape (ShapeSpec): shape of the box head's output features.
-            vos_enabled (bool): train the uncertainty branch; False = vanilla detector (no queues,
-                no uncertainty loss, the uncertainty head frozen at its initialisation).
+            vos_enabled (bool): train the uncertainty branch; False = vanilla detector (no
+                uncertainty loss, the uncertainty head frozen at its initialisation, and feature
+                queues only when a score of ``score_names`` reads them: then ``losses`` fills
+                them with the foreground features, statistics only).
             queue_size (int): feature vectors kept per class.
             uncertainty_start_iter (int): first iteration (event storage's ``iter``) with the
                 uncertainty loss active.
@@ -90,6 +94,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             score_names (Sequence[str]): registered scores attached as ``<name>_scores``
                 (``score_name`` is always among them).
             ood_threshold (float): flag ``is_ood`` below this score; negative = no flag.
+            knn_k (int): the k of the ``knn`` score (distance to the k-th nearest queued vector).
             class_names (Sequence[str] or None): the K class names, for messages.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
         """
@@ -106,9 +111,10 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         self._last_waiting_warning = -math.inf
         self.score_names = tuple(dict.fromkeys([score_name, *score_names]))
         self.ood_threshold = ood_threshold
+        self.knn_k = knn_k
         self.uncertainty = EnergyUncertaintyHead(self.num_classes)
         self.queues: Optional[ClassFeatureQueues] = None
-        if vos_enabled:
+        if vos_enabled or scores_requiring("queues", self.score_names):
             feature_dim = self.cls_score.in_features
             self.queues = ClassFeatureQueues(
                 self.num_classes,
@@ -117,7 +123,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 eps=cov_eps,
                 recompute_every=stats_recompute_period,
             )
-        else:
+        if not vos_enabled:
             self.uncertainty.requires_grad_(False)
 
     @classmethod
@@ -138,6 +144,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             score_name=cfg.VOS.SCORE,
             score_names=cfg.VOS.EVAL.SCORES,
             ood_threshold=cfg.VOS.OOD_THRESHOLD,
+            knn_k=cfg.VOS.KNN_K,
             class_names=_training_class_names(cfg),
         )
         return ret
@@ -152,11 +159,14 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     ) -> Dict[str, torch.Tensor]:
         """Detectron2's ``loss_cls`` and ``loss_box_reg``, plus ``loss_uncertainty`` with VOS.
 
+        With queues, the foreground proposals' features go into them (with VOS or, for the
+        feature scores, without).
+
         Args:
             predictions: ``(scores (R, K+1), deltas)`` from :meth:`forward`.
             proposals (list[Instances]): the sampled proposals with ``gt_classes``.
             box_features (Tensor): (R, D) the box head's features that produced ``predictions``;
-                required when VOS is enabled (:class:`VOSROIHeads` passes them).
+                required with queues (:class:`VOSROIHeads` passes them).
         """
         losses = super().losses(predictions, proposals)
         if self.queues is None:
@@ -169,10 +179,13 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         scores = predictions[0]
         gt_classes = cat([p.gt_classes for p in proposals], dim=0)
         foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
+        fg_features = box_features.flatten(1)[foreground]
+        if not self.vos_enabled:
+            self._enqueue(fg_features, gt_classes[foreground])
+            self._log_queue_fill(get_event_storage())
+            return losses
         losses["loss_uncertainty"] = self._uncertainty_loss(
-            scores[foreground, : self.num_classes],
-            box_features.flatten(1)[foreground],
-            gt_classes[foreground],
+            scores[foreground, : self.num_classes], fg_features, gt_classes[foreground]
         )
         return losses
 
@@ -261,15 +274,18 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         return weight * loss
 
     def _log_training_metrics(self, storage, id_energy, ood_energy, loss, active: bool) -> None:
-        fill = self.queues.fill_counts().float() / self.queues.capacity
-        storage.put_scalar("vos/queue_fill_min", fill.min().item())
-        storage.put_scalar("vos/queue_fill_mean", fill.mean().item())
+        self._log_queue_fill(storage)
         storage.put_scalar("vos/active", float(active))
         if id_energy.numel():
             storage.put_scalar("vos/id_energy", id_energy.mean().item())
         if active:
             storage.put_scalar("vos/outlier_energy", ood_energy.mean().item())
             storage.put_scalar("vos/uncertainty_loss", loss.item())
+
+    def _log_queue_fill(self, storage) -> None:
+        fill = self.queues.fill_counts().float() / self.queues.capacity
+        storage.put_scalar("vos/queue_fill_min", fill.min().item())
+        storage.put_scalar("vos/queue_fill_mean", fill.mean().item())
 
     # ---------------------------------------------------------------- inference
 
@@ -305,6 +321,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 box_features=features[index][rows] if features is not None else None,
                 uncertainty=self.uncertainty,
                 queues=self.queues,
+                knn_k=self.knn_k,
             )
             self._attach_scores(result, inputs)
         return instances, kept

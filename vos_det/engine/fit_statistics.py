@@ -1,0 +1,189 @@
+"""Fit the class statistics of the feature scores post hoc, for a detector trained elsewhere.
+
+A model trained without feature queues (a stock Detectron2 Faster R-CNN, or a vanilla model
+trained without a feature score configured) has no statistics for ``mahalanobis``,
+``relative_mahalanobis`` or ``knn``. Loaded into a ``VOSROIHeads`` model of the same config with
+a feature score configured, its queues are filled here from the box features of the ground-truth
+boxes of the ID training images, computed as at test time (test-time resizing, the backbone, the
+ROI box pooler and box head). ``tools/fit_feature_statistics.py`` wraps this.
+"""
+
+import logging
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.data import (
+    DatasetMapper,
+    MetadataCatalog,
+    build_detection_test_loader,
+    get_detection_dataset_dicts,
+)
+from detectron2.data import detection_utils
+from detectron2.layers import cat
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from ..queues import ClassFeatureQueues
+
+__all__ = [
+    "build_statistics_loader",
+    "feature_queues",
+    "fit_feature_statistics",
+    "ground_truth_box_features",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def build_statistics_loader(cfg: CfgNode, max_images: Optional[int] = None) -> Iterable:
+    """The images of ``DATASETS.TRAIN`` with their ground-truth boxes, one per batch, resized as
+    at test time (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``, no flip).
+
+    Args:
+        cfg (CfgNode): the config.
+        max_images (int or None): use only the first this many images (None: all).
+
+    Returns:
+        DataLoader: batches (lists of one dict) with ``image`` and ``instances`` (``gt_boxes`` in
+        the resized image's pixels, ``gt_classes``); crowd boxes are left out.
+
+    Raises:
+        ValueError: ``DATASETS.TRAIN`` is empty, ``max_images`` < 1, or a class has fewer than 2
+            ground-truth boxes among the images used (its Gaussian cannot be fitted).
+        KeyError: a set of ``DATASETS.TRAIN`` is not registered.
+    """
+    if not cfg.DATASETS.TRAIN:
+        raise ValueError(
+            "DATASETS.TRAIN is empty: name the in-distribution training set whose ground-truth "
+            "boxes the statistics are fitted on, e.g. DATASETS.TRAIN \"('voc_2007_trainval',)\""
+        )
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=True)[:max_images]
+    _check_boxes_per_class(dicts, cfg)
+    # is_train=True keeps (and resizes) the annotations; the augmentations are the test-time ones.
+    mapper = DatasetMapper(
+        is_train=True,
+        augmentations=detection_utils.build_augmentation(cfg, is_train=False),
+        image_format=cfg.INPUT.FORMAT,
+    )
+    return build_detection_test_loader(dicts, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+
+def _check_boxes_per_class(dicts: Sequence[Dict], cfg: CfgNode) -> None:
+    """Raise ``ValueError`` naming the classes (of ``MODEL.ROI_HEADS.NUM_CLASSES``) with fewer
+    than 2 non-crowd boxes in ``dicts``."""
+    names = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes") or ()
+    labels = [
+        annotation["category_id"]
+        for record in dicts
+        for annotation in record.get("annotations", ())
+        if not annotation.get("iscrowd", 0)
+    ]
+    counts = np.bincount(
+        np.asarray(labels, dtype=np.int64), minlength=cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    )
+    short = [
+        f"{names[k] if k < len(names) else k} ({count})"
+        for k, count in enumerate(counts)
+        if count < 2
+    ]
+    if short:
+        raise ValueError(
+            f"Among the {len(dicts)} training images used, these classes have fewer than the 2 "
+            f"ground-truth boxes a class Gaussian needs: {', '.join(short)}. Use more images "
+            "(--max-images) or a training set with boxes of every class."
+        )
+
+
+def feature_queues(model: nn.Module) -> ClassFeatureQueues:
+    """The feature queues of ``model``'s box predictor.
+
+    Raises:
+        ValueError: the model has none (the message says how to build it with them).
+    """
+    queues = getattr(model.roi_heads.box_predictor, "queues", None)
+    if queues is None:
+        raise ValueError(
+            "The model has no feature queues to fit: build it with MODEL.ROI_HEADS.NAME "
+            "'VOSROIHeads' and a feature score in VOS.SCORE or VOS.EVAL.SCORES, e.g. "
+            "VOS.EVAL.SCORES \"('energy', 'mahalanobis', 'relative_mahalanobis', 'knn')\""
+        )
+    return queues
+
+
+@torch.no_grad()
+def ground_truth_box_features(model: nn.Module, batch: List[Dict]) -> Tuple[Tensor, Tensor]:
+    """The box head's features of the ground-truth boxes of a batch, as at test time.
+
+    Args:
+        model (nn.Module): a ``GeneralizedRCNN`` with ``StandardROIHeads`` (or a subclass).
+        batch (list[dict]): mapped images with ``image`` and ``instances`` (``gt_boxes`` in the
+            pixels of ``image``, ``gt_classes``).
+
+    Returns:
+        features (Tensor): (B, D) box features of the B boxes, on the model's device.
+        labels (Tensor): (B,) int64 their classes.
+    """
+    images = model.preprocess_image(batch)  # normalises and pads; boxes keep their pixels
+    backbone_features = model.backbone(images.tensor)
+    heads = model.roi_heads
+    instances = [item["instances"].to(images.tensor.device) for item in batch]
+    pooled = heads.box_pooler(
+        [backbone_features[name] for name in heads.box_in_features],
+        [item.gt_boxes for item in instances],
+    )
+    features = heads.box_head(pooled).flatten(1)
+    return features, cat([item.gt_classes for item in instances]).long()
+
+
+@torch.no_grad()
+def fit_feature_statistics(
+    model: nn.Module, data_loader: Iterable[List[Dict]], progress: bool = True
+) -> Tensor:
+    """Replace the feature queues' contents with the ground-truth box features of a data set.
+
+    The queues are emptied first, then every batch's ground-truth box features
+    (:func:`ground_truth_box_features`) are pushed with their classes; a class with more boxes
+    than ``VOS.QUEUE_SIZE`` keeps its last ones. The model runs in eval mode and is restored to
+    its previous mode.
+
+    Args:
+        model (nn.Module): a ``GeneralizedRCNN`` with ``VOSROIHeads`` and feature queues.
+        data_loader (Iterable[list[dict]]): batches as :func:`build_statistics_loader` gives.
+        progress (bool): show a tqdm progress bar over the images (of ``data_loader.dataset``).
+
+    Returns:
+        Tensor: (K,) int64 number of boxes pushed per class (kept: at most ``VOS.QUEUE_SIZE``).
+
+    Raises:
+        ValueError: the model has no feature queues.
+    """
+    queues = feature_queues(model)
+    held = int(queues.counts.sum())
+    if held:
+        logger.info("The feature queues held %d vectors; they are replaced.", held)
+    queues.load_state_dict(
+        ClassFeatureQueues(queues.num_classes, queues.capacity, queues.dim).state_dict()
+    )
+    pushed = torch.zeros(queues.num_classes, dtype=torch.int64)
+    dataset = getattr(data_loader, "dataset", None)
+    was_training = model.training
+    model.eval()
+    try:
+        with tqdm(
+            desc="fit feature statistics",
+            total=len(dataset) if dataset is not None else None,
+            unit="image",
+            disable=not progress,
+        ) as bar:
+            for batch in data_loader:
+                features, labels = ground_truth_box_features(model, batch)
+                queues.push(features, labels)
+                pushed += torch.bincount(labels.cpu(), minlength=queues.num_classes)
+                bar.update(len(batch))
+    finally:
+        model.train(was_training)
+    return pushed
