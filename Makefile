@@ -38,6 +38,7 @@ benchmark: setup
 bench: setup
 	$(VENV_PYTHON) benchmarks/bench_outlier_synthesis.py
 	$(VENV_PYTHON) benchmarks/bench_train_step.py
+	$(VENV_PYTHON) benchmarks/bench_feature_scores.py
 
 clean-venv:
 	rm -rf $(VENV)

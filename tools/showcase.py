@@ -36,13 +36,13 @@ VARIANTS = {"vanilla": "Synthetic/vanilla.yaml", "vos": "Synthetic/vos.yaml"}
 # A quick look: a quarter of the schedule, the uncertainty loss over its last 3/8.
 QUICK_OVERRIDES = [
     "SOLVER.MAX_ITER",
-    200,
+    250,
     "SOLVER.STEPS",
-    (150,),
+    (190,),
     "VOS.START_ITER",
-    125,
+    156,
     "SOLVER.CHECKPOINT_PERIOD",
-    200,
+    250,
 ]
 PICTURES_PER_SET = 3
 DEMO_PREFIX = "demo_synthetic"  # dataset names of a benchmark chosen with --images/--data-root
