@@ -138,14 +138,35 @@ def test_a_nan_score_is_never_taken_for_a_known_object(tiny_datasets, tmp_path):
     assert result.is_ood.tolist() == [False, True]
 
 
+@pytest.mark.slow
+def test_negative_thresholds_flag_unbounded_scores(tiny_datasets, tmp_path):
+    """Energy and the feature scores are often negative: "negative = no flag" hid them all."""
+    cfg = tiny_cfg(*tiny_datasets, str(tmp_path), SCORE="energy", OOD_THRESHOLD=-0.5)
+    vos_det.validate_vos_config(cfg)
+    predictor = _predictor(cfg)
+    logits = torch.tensor([[5.0, 0.0, 0.0], [-5.0, -5.0, -5.0]])  # energy scores 5.01, -3.90
+    result = Instances((8, 8))
+    predictor._attach_scores(result, ScoreInputs(logits, uncertainty=predictor.uncertainty))
+    assert result.is_ood.tolist() == [False, True]
+    no_flag = _predictor(tiny_cfg(*tiny_datasets, str(tmp_path), SCORE="energy"))
+    no_flag._attach_scores(result, ScoreInputs(logits, uncertainty=no_flag.uncertainty))
+    assert no_flag.ood_threshold is None
+
+
 def test_ood_threshold_outside_the_scores_range_is_refused():
     cfg = get_cfg()
     vos_det.add_vos_config(cfg)
     cfg.VOS.OOD_THRESHOLD = 7.0
     with pytest.raises(ValueError, match=r"VOS.OOD_THRESHOLD=7.0 is outside the range \[0, 1\]"):
         vos_det.validate_vos_config(cfg)
+    cfg.VOS.OOD_THRESHOLD = -1.0  # "no flag" before None took that job: now refused for vos
+    with pytest.raises(ValueError, match=r"VOS.OOD_THRESHOLD=-1.0 is outside the range \[0, 1\]"):
+        vos_det.validate_vos_config(cfg)
     cfg.VOS.SCORE = "energy"  # unbounded: any threshold can flag something
     vos_det.validate_vos_config(cfg)
+    cfg.VOS.OOD_THRESHOLD = "low"
+    with pytest.raises(ValueError, match="VOS.OOD_THRESHOLD='low' must be a number, or None"):
+        vos_det.validate_vos_config(cfg)
 
 
 # ---------------------------------------------------------------- files

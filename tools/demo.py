@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ood-threshold",
         type=float,
         default=None,
-        help="flag detections whose ID score is below it as OOD (VOS.OOD_THRESHOLD; "
-        "negative = no flag); default: the config's",
+        help="flag detections whose ID score is below it as OOD (VOS.OOD_THRESHOLD); "
+        "default: the config's",
     )
     thresholds.add_argument(
         "--ood-threshold-from",
@@ -401,7 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(error))  # exits with status 2
     predictor = DefaultPredictor(cfg)
     class_names = class_names_of(cfg)
-    flagging = cfg.VOS.OOD_THRESHOLD >= 0
+    flagging = cfg.VOS.OOD_THRESHOLD is not None
     os.makedirs(args.output, exist_ok=True)
     records, failed = [], []
     for path in paths:

@@ -51,8 +51,11 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.SCORE = "vos"
     # The k of the "knn" score: the distance to the k-th nearest queued feature (all classes).
     cfg.VOS.KNN_K = DEFAULT_KNN_K
-    # Detections whose `id_scores` fall below this are flagged `is_ood`; negative = no flag.
-    cfg.VOS.OOD_THRESHOLD = -1.0
+    # Detections whose `id_scores` fall below this are flagged `is_ood`; None (null in YAML) =
+    # no flag. Any number counts: energy and the feature scores take negative values. Take the
+    # value evaluation derived (ood_results.json, id_score_thresholds; tools/demo.py
+    # --ood-threshold-from).
+    cfg.VOS.OOD_THRESHOLD = None
 
     # OOD evaluation (VOSTrainer.test, tools/evaluate_ood.py).
     cfg.VOS.EVAL = CN()
@@ -139,7 +142,11 @@ def validate_vos_config(cfg: CN) -> None:
             f"must list distinct names among {', '.join(names)}",
         ),
     ]
-    if vos.SCORE in names and vos.OOD_THRESHOLD >= 0:
+    if vos.OOD_THRESHOLD is not None and not isinstance(vos.OOD_THRESHOLD, (int, float)):
+        raise ValueError(
+            f"VOS.OOD_THRESHOLD={vos.OOD_THRESHOLD!r} must be a number, or None for no flag"
+        )
+    if vos.SCORE in names and vos.OOD_THRESHOLD is not None:
         low, high = get_score(vos.SCORE).value_range
         checks.append(
             (

@@ -67,7 +67,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         sync_queues: bool,
         score_name: str,
         score_names: Sequence[str],
-        ood_threshold: float,
+        ood_threshold: Optional[float],
         knn_k: int,
         class_names: Optional[Sequence[str]] = None,
         **kwargs,
@@ -93,7 +93,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             score_name (str): registered score stored as ``id_scores``.
             score_names (Sequence[str]): registered scores attached as ``<name>_scores``
                 (``score_name`` is always among them).
-            ood_threshold (float): flag ``is_ood`` below this score; negative = no flag.
+            ood_threshold (float or None): flag ``is_ood`` below this score; None = no flag.
             knn_k (int): the k of the ``knn`` score (distance to the k-th nearest queued vector).
             class_names (Sequence[str] or None): the K class names, for messages.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
@@ -331,7 +331,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         for name, values in compute_scores(self.score_names, inputs).items():
             result.set(score_field(name), values)
         result.id_scores = result.get(score_field(self.score_name))
-        if self.ood_threshold >= 0:
+        if self.ood_threshold is not None:
             result.is_ood = ~(result.id_scores >= self.ood_threshold)
 
     # ---------------------------------------------------------------- checkpoints
