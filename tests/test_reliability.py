@@ -177,6 +177,12 @@ def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tiny_datasets,
     model = build_model(tiny_cfg(*tiny_datasets, str(tmp_path)))
     checkpointer = AtomicCheckpointer(model, save_dir=str(tmp_path))
     checkpointer.save("model_final")
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    checkpointer.save("model_final")  # a second save replaces the first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_checkpoint", "model_final.pth"]
+    saved = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in saved["model"].items())
     before = (tmp_path / "model_final.pth").read_bytes()
 
     def disk_full(data, f, *args, **kwargs):

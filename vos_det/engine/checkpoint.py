@@ -20,11 +20,13 @@ class AtomicCheckpointer(DetectionCheckpointer):
             name (str): the file name without ``.pth``.
             kwargs: extra data saved with the model, as in ``Checkpointer.save``.
         """
-        if not self.save_dir or not self.save_to_disk:
+        if not self.save_dir or not self.save_to_disk or not os.path.isdir(self.save_dir):
+            super().save(name, **kwargs)
             return
         partial = f"{name}.partial"
         super().save(partial, **kwargs)
-        self.path_manager.mv(
+        # os.replace overwrites an earlier <name>.pth in one step (iopath's mv refuses to).
+        os.replace(
             os.path.join(self.save_dir, f"{partial}.pth"),
             os.path.join(self.save_dir, f"{name}.pth"),
         )
