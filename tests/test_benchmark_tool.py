@@ -55,6 +55,8 @@ TINY_OVERRIDES = [
     "100",
     "VOS.EVAL.SCORE_THRESHOLD",
     "0.0",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",  # 3 steps from scratch: keep low-probability boxes
+    "0.0",
     "VOS.EVAL.SAVE_PLOTS",
     "False",
 ]

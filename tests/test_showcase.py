@@ -38,6 +38,8 @@ def demo_report(tmp_path_factory):
         100,
         "VOS.EVAL.SCORE_THRESHOLD",
         0.0,
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",  # 4 steps from scratch: keep low-probability boxes
+        0.0,
     ]
     arguments = [
         "--output",
@@ -63,10 +65,11 @@ def test_demo_writes_report_with_table_and_pictures(demo_report):
     for variant in ("vanilla", "vos"):
         results = json.loads((output / variant / "inference" / "ood_results.json").read_text())
         assert names["ood_test"] in results["ood"]
-        pictures = sorted((output / "pictures" / variant).glob("*.png"))
+    for name in load_tool("showcase").PICTURE_SETS:
+        pictures = sorted((output / "pictures" / name).glob("*.png"))
         assert len(pictures) == 6  # 3 ID + 3 OOD test images
         for picture in pictures:
-            assert f"pictures/{variant}/{picture.name}" in text
+            assert f"pictures/{name}/{picture.name}" in text
     for word in ("vanilla", "vos", names["ood_test"], "FPR95", "AUROC", "AUPR", "AP50"):
         assert word in text
 
