@@ -345,6 +345,20 @@ def test_report_shows_the_fpr_plot_and_the_first_seeds_roc_curves(first_invocati
 
 
 @pytest.mark.slow
+def test_each_run_logs_to_its_own_log_only(first_invocation):
+    # Two workers train four runs: each worker process trains two runs one after the other.
+    root, _ = first_invocation
+    folders = sorted((root / "out" / "runs").glob("*/seed*"))
+    assert len(folders) == 4
+    for folder in folders:
+        log = (folder / "log.txt").read_text()
+        assert f"Saving checkpoint to {folder}" in log
+        for other in folders:
+            if other != folder:
+                assert str(other) not in log, f"{other}'s lines are in {folder}/log.txt"
+
+
+@pytest.mark.slow
 def test_the_same_command_again_trains_nothing_and_a_changed_one_is_refused(
     first_invocation, capsys
 ):

@@ -26,7 +26,7 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.utils.env import seed_all_rng
 
-from ..utils.logger import LOGGER_NAMES, setup_vos_logger
+from ..utils.logger import LOGGER_NAMES, scoped_log_handlers, setup_vos_logger
 from .hooks import ProgressBar
 from .trainer import VOSTrainer
 
@@ -57,7 +57,8 @@ def train_and_evaluate(
 
     The RNGs are seeded with ``cfg.SEED`` first, so every config with the same seed starts from
     the same state. Printed output of the evaluation (pycocotools' AP table) goes to
-    ``{cfg.OUTPUT_DIR}/log.txt``, next to the logs.
+    ``{cfg.OUTPUT_DIR}/log.txt``, next to the logs; this run's log handlers are removed when it
+    ends, so runs one after another in a process each log to their own file only.
 
     Args:
         cfg (CfgNode): a complete config (``OUTPUT_DIR`` set).
@@ -76,16 +77,22 @@ def train_and_evaluate(
         torch.set_num_threads(threads)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     log_file = os.path.join(cfg.OUTPUT_DIR, "log.txt")
-    log_to_file(log_file)
     seed_all_rng(cfg.SEED)
     start = time.perf_counter()
-    with open(log_file, "a") as printed, contextlib.redirect_stdout(printed):
-        trainer = VOSTrainer(cfg)
-        if bar_position is not None:
-            trainer.register_hooks([ProgressBar(description=description, position=bar_position)])
-        trainer.resume_or_load(resume=False)
-        trainer.train()
+    with scoped_log_handlers(), open(log_file, "a") as printed:
+        log_to_file(log_file)
+        with contextlib.redirect_stdout(printed):
+            _train_and_test(cfg, description, bar_position)
     return time.perf_counter() - start
+
+
+def _train_and_test(cfg: CfgNode, description: str, bar_position: Optional[int]) -> None:
+    """Train ``cfg`` from scratch (VOSTrainer's hooks evaluate it at the end)."""
+    trainer = VOSTrainer(cfg)
+    if bar_position is not None:
+        trainer.register_hooks([ProgressBar(description=description, position=bar_position)])
+    trainer.resume_or_load(resume=False)
+    trainer.train()
 
 
 def train_and_evaluate_all(
@@ -140,9 +147,7 @@ def train_and_evaluate_all(
     bars = {name: index % jobs if iteration_bars else None for index, name in enumerate(cfgs)}
     if jobs == 1:
         for name, cfg in cfgs.items():
-            finished(
-                name, functools.partial(train_and_evaluate, cfg, name, bars[name], 1, setup)
-            )
+            finished(name, functools.partial(train_and_evaluate, cfg, name, bars[name], 1, setup))
         return seconds
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:

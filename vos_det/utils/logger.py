@@ -1,11 +1,13 @@
 """Logging for the tools: vos_det's messages on the terminal and in ``OUTPUT_DIR/log.txt``."""
 
+import contextlib
 import logging
 import re
+from typing import Iterator
 
 from detectron2.utils.logger import setup_logger
 
-__all__ = ["setup_vos_logger"]
+__all__ = ["scoped_log_handlers", "setup_vos_logger"]
 
 # Loggers that `setup_vos_logger` (and Detectron2's `default_setup`) give handlers.
 LOGGER_NAMES = ("detectron2", "fvcore", "vos_det")
@@ -67,3 +69,25 @@ def setup_vos_logger(output_dir: str, rank: int) -> logging.Logger:
     logger = setup_logger(output_dir, distributed_rank=rank, name="vos_det")
     _strip_colours_off_terminal()
     return logger
+
+
+@contextlib.contextmanager
+def scoped_log_handlers() -> Iterator[None]:
+    """Within the block, handlers may be added to the loggers of ``LOGGER_NAMES`` (e.g. by
+    :func:`setup_vos_logger` for one run's ``log.txt``); on exit they are removed again and
+    Detectron2's cached ``setup_logger`` calls forgotten.
+
+    For a process that runs one config after another (``tools/benchmark.py --jobs 1``, a worker
+    of a process pool): without it the handlers of the earlier runs stay attached, and a later
+    run's lines also land in the earlier runs' ``log.txt``.
+    """
+    before = {name: set(logging.getLogger(name).handlers) for name in LOGGER_NAMES}
+    try:
+        yield
+    finally:
+        for name in LOGGER_NAMES:
+            logger = logging.getLogger(name)
+            for handler in set(logger.handlers) - before[name]:
+                handler.flush()
+                logger.removeHandler(handler)
+        setup_logger.cache_clear()
