@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from detectron2.data import MetadataCatalog
 from scipy import stats
 
@@ -207,6 +208,26 @@ def test_saved_runs_are_reused_rerun_or_refused_by_their_config(tmp_path, caplog
     assert "Training again 1 run(s) whose config changed" in caplog.text
 
 
+def test_keys_added_since_a_run_count_as_unchanged_at_their_defaults(tmp_path):
+    method = Method("v", "Synthetic/vanilla.yaml")
+    run = grid_runs([method], [1], str(tmp_path), [])[0]
+    prepare_run(run)
+    Path(run.evaluation.results_file).parent.mkdir()
+    Path(run.evaluation.results_file).write_text("{}")
+    write_run_record(run, 1.0)
+    # The run as saved by a vos_det without the VOS.FEVER options.
+    saved = yaml.safe_load(Path(run.folder, "config.yaml").read_text())
+    del saved["VOS"]["FEVER"]
+    Path(run.folder, "config.yaml").write_text(yaml.safe_dump(saved))
+    record = json.loads(Path(run.folder, "run_record.json").read_text())
+    record["config_sha256"] = "an older config's"
+    Path(run.folder, "run_record.json").write_text(json.dumps(record))
+    assert plan_runs([run]) == []
+    projected = grid_runs([method], [1], str(tmp_path), ["VOS.FEVER.PROJECTION_DIM", 8])[0]
+    with pytest.raises(ChangedRunsError, match=r"VOS.FEVER.PROJECTION_DIM: \(none\) -> 8"):
+        plan_runs([projected])
+
+
 def test_a_failed_run_is_named(tmp_path):
     cfg = build_config(
         "Synthetic/vanilla.yaml", ["DATASETS.TRAIN", ("no_such_set",)], str(tmp_path)
@@ -239,6 +260,7 @@ def _invoke(root: Path, *overrides: str):
     """The tool on the tiny draw of data seed 1, methods vanilla and vos, seeds 1 and 2."""
     arguments = ["--output", str(root / "out"), "--images", "8", "4", "4", "--data-seed", "1"]
     arguments += ["--data-root", str(root / "data"), "--jobs", "2", "--seeds", "2"]
+    arguments += ["--baseline", "vanilla", "energy", "--baseline", "vos", "energy"]
     return benchmark.main(arguments + ["--", *TINY_OVERRIDES, *overrides])
 
 
@@ -302,34 +324,45 @@ def _metric(row: dict, ood_set: str, score: str, metric: str):
     return row["ood"][ood_set].get(score, {}).get(metric)
 
 
-@pytest.mark.slow
-def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
-    _, done = first_invocation
-    rows = json.loads(Path(done.results).read_text())["runs"]
-    ood_set = "synthetic_8_4_4_seed1_ood_test"
-    _, summary, differences = markdown_tables(Path(done.report).read_text())
-    expected_summary, expected_differences = [], []
+def _expected_differences(rows: list, ood_set: str, baseline: tuple) -> list:
+    """The paired-difference table's rows, computed from the results."""
+    base_method, base_score = baseline
+    expected = []
     for method in ("vanilla", "vos"):
         runs = [row for row in rows if row["method"] == method]
         for score in runs[0]["ood"][ood_set]:
-            values = {m: [_metric(row, ood_set, score, m) for row in runs] for m in METRICS}
-            cells = {m: _summary_cell([v for v in values[m] if v is not None], 2) for m in METRICS}
-            expected_summary.append({"method": method, "score": score, "seeds": "2", **cells})
-            if (method, score) == ("vanilla", "energy"):
+            if (method, score) == baseline:
                 continue
             cells = {}
             for m in METRICS:
                 pairs = []
                 for row in runs:
                     base = next(
-                        b for b in rows if b["method"] == "vanilla" and b["seed"] == row["seed"]
+                        b for b in rows if b["method"] == base_method and b["seed"] == row["seed"]
                     )
-                    pair = (_metric(row, ood_set, score, m), _metric(base, ood_set, "energy", m))
+                    pair = (_metric(row, ood_set, score, m), _metric(base, ood_set, base_score, m))
                     pairs += [pair] if None not in pair else []
                 cells[f"Δ{m}"] = _difference_cell(pairs, 2)
-            expected_differences.append({"method": method, "score": score, "seeds": "2", **cells})
+            expected.append({"method": method, "score": score, "seeds": "2", **cells})
+    return expected
+
+
+@pytest.mark.slow
+def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
+    _, done = first_invocation
+    rows = json.loads(Path(done.results).read_text())["runs"]
+    ood_set = "synthetic_8_4_4_seed1_ood_test"
+    _, summary, to_vanilla, to_vos = markdown_tables(Path(done.report).read_text())
+    expected_summary = []
+    for method in ("vanilla", "vos"):
+        runs = [row for row in rows if row["method"] == method]
+        for score in runs[0]["ood"][ood_set]:
+            values = {m: [_metric(row, ood_set, score, m) for row in runs] for m in METRICS}
+            cells = {m: _summary_cell([v for v in values[m] if v is not None], 2) for m in METRICS}
+            expected_summary.append({"method": method, "score": score, "seeds": "2", **cells})
     assert summary == expected_summary
-    assert differences == expected_differences
+    assert to_vanilla == _expected_differences(rows, ood_set, ("vanilla", "energy"))
+    assert to_vos == _expected_differences(rows, ood_set, ("vos", "energy"))
 
 
 @pytest.mark.slow

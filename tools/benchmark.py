@@ -121,9 +121,11 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--baseline",
         nargs=2,
-        default=["vanilla", "energy"],
+        action="append",
+        dest="baselines",
         metavar=("METHOD", "SCORE"),
-        help="what the paired differences compare with (default: vanilla energy)",
+        help="what the paired differences compare with (default: vanilla energy); repeat it "
+        "for one table of differences per baseline",
     )
     parser.add_argument(
         "--jobs",
@@ -140,6 +142,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.opts[:1] == ["--"]:
         args.opts = args.opts[1:]
+    args.baselines = args.baselines or [["vanilla", "energy"]]
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if len(args.seeds) == 1:
@@ -257,7 +260,6 @@ def write_report(
     output = args.output
     plots = os.path.join(output, "plots")
     os.makedirs(plots, exist_ok=True)
-    base_method, base_score = args.baseline
     first_seed = args.seeds[0]
     lines = [
         f"# vos-det benchmark: {len(methods)} methods x {len(args.seeds)} training seeds",
@@ -279,7 +281,6 @@ def write_report(
     }
     for ood_set in ood_sets(rows):
         summary = summary_table(rows, ood_set)
-        differences = paired_difference_table(rows, ood_set, (base_method, base_score), CONFIDENCE)
         fpr_plot = os.path.join(plots, f"fpr_{ood_set}.png")
         roc_plot = os.path.join(plots, f"roc_seed{first_seed}_{ood_set}.png")
         plot_fpr(rows, ood_set, fpr_plot)
@@ -292,18 +293,28 @@ def write_report(
             "",
             summary,
             "",
-            f"Paired differences to {base_method} + {base_score}: on every seed, the method's "
-            f"metric minus the baseline's on the same seed; mean ± half-width of the "
-            f"{CONFIDENCE:.0%} t-interval over the seeds (mean ± t * sd / sqrt(n)); **bold**: "
-            "the interval excludes 0. Lower FPR is better; higher AP, AUROC and AUPR.",
-            "",
-            differences,
-            "",
+        ]
+        tables += [f"{ood_set}: mean ± std", summary, ""]
+        for base_method, base_score in args.baselines:
+            differences = paired_difference_table(
+                rows, ood_set, (base_method, base_score), CONFIDENCE
+            )
+            lines += [
+                f"Paired differences to {base_method} + {base_score}: on every seed, the method's "
+                f"metric minus the baseline's on the same seed; mean ± half-width of the "
+                f"{CONFIDENCE:.0%} t-interval over the seeds (mean ± t * sd / sqrt(n)); "
+                "**bold**: the interval excludes 0. Lower FPR is better; higher AP, AUROC and "
+                "AUPR.",
+                "",
+                differences,
+                "",
+            ]
+            tables += [f"paired differences to {base_method} + {base_score}", differences, ""]
+        lines += [
             f"![FPR per method and score]({os.path.relpath(fpr_plot, output)})",
             f"![ROC curves, seed {first_seed}]({os.path.relpath(roc_plot, output)})",
             "",
         ]
-        tables += [f"{ood_set}: mean ± std", summary, "", "paired differences", differences, ""]
     with atomic_write(os.path.join(output, "report.md")) as f:
         f.write("\n".join(lines))
     return tables
@@ -326,11 +337,12 @@ def main(argv: Optional[Sequence[str]] = None) -> BenchmarkOutput:
     os.makedirs(args.output, exist_ok=True)
     log_to_file(os.path.join(args.output, "log.txt"))
     methods = select_methods(args.methods_file, args.method, args.methods)
-    if args.baseline[0] not in [method.name for method in methods]:
-        raise ValueError(
-            f"The baseline method {args.baseline[0]} is not among the methods to run "
-            f"{[method.name for method in methods]}: select it too, or choose --baseline."
-        )
+    for base_method, _ in args.baselines:
+        if base_method not in [method.name for method in methods]:
+            raise ValueError(
+                f"The baseline method {base_method} is not among the methods to run "
+                f"{[method.name for method in methods]}: select it too, or choose --baseline."
+            )
     datasets, setup = synthetic_benchmark_setup(args.images, args.data_root, args.data_seed)
     runs = grid_runs(methods, args.seeds, args.output, dataset_overrides(datasets) + args.opts)
     pending = plan_runs(runs, args.rerun_changed)
@@ -339,7 +351,7 @@ def main(argv: Optional[Sequence[str]] = None) -> BenchmarkOutput:
     rows = run_rows(runs, args.data_seed)
     results = os.path.join(args.output, "results.json")
     with atomic_write(results) as f:
-        json.dump({"datasets": datasets, "baseline": args.baseline, "runs": rows}, f, indent=2)
+        json.dump({"datasets": datasets, "baselines": args.baselines, "runs": rows}, f, indent=2)
     tables = write_report(args, methods, runs, rows)
     print("\n".join(tables))
     report = os.path.join(args.output, "report.md")

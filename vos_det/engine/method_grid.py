@@ -299,27 +299,44 @@ def _flatten(tree: Mapping, prefix: str = "") -> Dict[str, object]:
     return flat
 
 
-def _config_changes(run: GridRun) -> str:
-    """What differs between the run's saved ``config.yaml`` and its requested config."""
+def _default_config() -> Dict[str, object]:
+    """Every key of a Detectron2 + VOS config at its default, flattened."""
+    cfg = get_cfg()
+    add_vos_config(cfg)
+    return _flatten(yaml.safe_load(cfg.dump()))
+
+
+def _config_changes(run: GridRun) -> List[str]:
+    """What differs between the run's saved ``config.yaml`` and its requested config.
+
+    A key the saved config lacks (added to vos_det after the run) is no change while the
+    requested config holds its default: new options default to the behaviour before them.
+    """
     path = os.path.join(run.folder, CONFIG_FILE)
     if not os.path.isfile(path):
-        return f"{CONFIG_FILE} missing"
+        return [f"{CONFIG_FILE} missing"]
     with open(path, encoding="utf-8") as f:
         saved = _flatten(yaml.safe_load(f))
     requested = _flatten(yaml.safe_load(run.cfg.dump()))
-    keys = sorted((saved.keys() | requested.keys()) - {"OUTPUT_DIR"})
-    pairs = [(key, saved.get(key, "(none)"), requested.get(key, "(none)")) for key in keys]
-    changes = [f"{key}: {old} -> {new}" for key, old, new in pairs if old != new]
-    return "; ".join(changes) or "the config's YAML text differs"
+    defaults = _default_config()
+    changes = []
+    for key in sorted((saved.keys() | requested.keys()) - {"OUTPUT_DIR"}):
+        old, new = saved.get(key, "(none)"), requested.get(key, "(none)")
+        if key not in saved and key in defaults and new == defaults[key]:
+            continue
+        if old != new:
+            changes.append(f"{key}: {old} -> {new}")
+    return changes
 
 
 def plan_runs(runs: Sequence[GridRun], rerun_changed: bool = False) -> List[GridRun]:
     """The runs still to train.
 
-    A run is done when its record exists, holds the sha256 of its requested config and its
-    ``ood_results.json`` exists. A run without a record (new or interrupted) is to train. A run
-    whose record holds another config's sha256 is trained again with ``rerun_changed`` (a
-    warning names it and the changed keys); without, nothing is trained.
+    A run is done when its record exists, its ``ood_results.json`` exists and it was made with
+    its requested config: its record holds that config's sha256, or its saved ``config.yaml``
+    differs only by keys added to vos_det since, at their defaults. A run without a record (new
+    or interrupted) is to train. A run made with another config is trained again with
+    ``rerun_changed`` (a warning names it and the changed keys); without, nothing is trained.
 
     Args:
         runs (Sequence[GridRun]): the grid.
@@ -338,8 +355,10 @@ def plan_runs(runs: Sequence[GridRun], rerun_changed: bool = False) -> List[Grid
         if record is None or not os.path.isfile(run.evaluation.results_file):
             pending.append(run)
         elif record.get("config_sha256") != config_sha256(run.cfg):
-            pending.append(run)
-            changed.append(f"{run.name} ({_config_changes(run)})")
+            changes = _config_changes(run)
+            if changes:
+                pending.append(run)
+                changed.append(f"{run.name} ({'; '.join(changes)})")
     if changed and not rerun_changed:
         raise ChangedRunsError(
             f"{len(changed)} saved run(s) were made with another config than the requested one: "
