@@ -4,7 +4,9 @@ from detectron2.config import CfgNode as CN
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY
 
 from .evaluation.protocol import PROTOCOLS
+from .outlier_synthesis import SYNTHESIS_METHODS
 from .scores import DEFAULT_KNN_K, get_score, score_names, scores_requiring
+from .spectral_penalty import SINGULAR_VALUE_PENALTIES
 
 
 def add_vos_config(cfg: CN) -> None:
@@ -31,6 +33,48 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.NUM_SELECT = 1
     # Weight of the uncertainty loss in the total loss (the paper's beta).
     cfg.VOS.LOSS_WEIGHT = 0.1
+    # Where the virtual outliers come from (vos_det.outlier_synthesis): "gaussian" (the paper:
+    # the NUM_SELECT lowest-likelihood of NUM_CANDIDATES samples of each class's Gaussian) or
+    # "boundary" (non-parametric, after NPOS: NUM_CANDIDATES noisy copies of the class's queued
+    # features with the largest k-NN distance, the NUM_SELECT farthest from all queued features
+    # kept). A class takes part once its queue holds BOUNDARY.K + 1 vectors.
+    cfg.VOS.SYNTHESIS = "gaussian"
+    cfg.VOS.BOUNDARY = CN()
+    # k of both nearest-neighbour distances (boundary features, candidates' distance).
+    cfg.VOS.BOUNDARY.K = 10
+    # Queued features per class taken as its boundary (those with the largest k-NN distance).
+    cfg.VOS.BOUNDARY.NUM_BOUNDARY = 20
+    # Length of the noise added to a boundary feature, in units of the class's mean k-NN radius.
+    cfg.VOS.BOUNDARY.NOISE_SCALE = 1.0
+
+    # The uncertainty head on the weighted energy (vos_det.energy.EnergyUncertaintyHead), whose
+    # sigmoid is the "vos" score. HIDDEN_DIM 0: the paper's logistic layer on -E; > 0: an MLP
+    # 1 -> HIDDEN_DIM -> 1 (ReLU), the VOS authors' MLP variant (512 there), which can tell a
+    # band of energies from both of its sides.
+    cfg.VOS.ENERGY_HEAD = CN()
+    cfg.VOS.ENERGY_HEAD.HIDDEN_DIM = 0
+
+    # FEVER-OOD (vos_det.spectral_penalty): shrink the classifier's null space, in which offsets
+    # of a feature (e.g. a virtual outlier's) leave the energy unchanged. PROJECTION_DIM > 0: a
+    # linear projection of the box feature to this many dimensions before the classifier (box
+    # regression keeps the full feature); the queues, the outliers and the feature scores then
+    # live in the projected space. PENALTY: "none", "least_singular_value" (1 / sigma_min of the
+    # (K, D) foreground classifier weight) or "condition_number" (sigma_max / sigma_min), added as
+    # loss_singular_value with weight PENALTY_WEIGHT from the first iteration.
+    cfg.VOS.FEVER = CN()
+    cfg.VOS.FEVER.PROJECTION_DIM = 0
+    cfg.VOS.FEVER.PENALTY = "none"
+    cfg.VOS.FEVER.PENALTY_WEIGHT = 0.01
+
+    # A feature-space uncertainty head (vos_det.feature_head, as in NPOS): an MLP
+    # D -> HIDDEN_DIM -> HIDDEN_DIM -> 1 on the (L2-normalised with NORMALIZE) box features,
+    # trained from START_ITER on to tell real foreground features (ID) from the virtual outliers,
+    # as loss_feature_uncertainty with weight LOSS_WEIGHT; its sigmoid is the "feature_head"
+    # score. HIDDEN_DIM 0 = no such head. Needs VOS.ENABLED (it learns from the outliers).
+    cfg.VOS.FEATURE_HEAD = CN()
+    cfg.VOS.FEATURE_HEAD.HIDDEN_DIM = 0
+    cfg.VOS.FEATURE_HEAD.NORMALIZE = True
+    cfg.VOS.FEATURE_HEAD.LOSS_WEIGHT = 0.1
     # Ridge added to the shared covariance: Sigma + COV_EPS * I.
     cfg.VOS.COV_EPS = 1e-4
     # Pushes between exact recomputations of the incrementally kept queue statistics.
@@ -46,7 +90,8 @@ def add_vos_config(cfg: CN) -> None:
     # class mean under the shared covariance; Lee et al. 2018), "relative_mahalanobis" (the same
     # minus the squared distance to one class-agnostic Gaussian of all queued features; Ren et al.
     # 2021), "knn" (minus the distance of the L2-normalised feature to its VOS.KNN_K-th nearest
-    # L2-normalised queued feature; Sun et al. 2022). Higher = more in-distribution. Each score of
+    # L2-normalised queued feature; Sun et al. 2022). "feature_head": the sigmoid of the
+    # feature-space uncertainty head (VOS.FEATURE_HEAD). Higher = more in-distribution. Each score of
     # VOS.SCORE and VOS.EVAL.SCORES is also attached as `<name>_scores`.
     cfg.VOS.SCORE = "vos"
     # The k of the "knn" score: the distance to the k-th nearest queued feature (all classes).
@@ -124,6 +169,34 @@ def validate_vos_config(cfg: CN) -> None:
         (vos.SCORE in names, "VOS.SCORE", f"must be one of {', '.join(names)}"),
         (vos.KNN_K >= 1, "VOS.KNN_K", "must be >= 1"),
         (
+            vos.SYNTHESIS in SYNTHESIS_METHODS,
+            "VOS.SYNTHESIS",
+            f"must be one of {', '.join(SYNTHESIS_METHODS)}",
+        ),
+        (vos.BOUNDARY.K >= 1, "VOS.BOUNDARY.K", "must be >= 1"),
+        (
+            vos.SYNTHESIS != "boundary" or vos.BOUNDARY.K < vos.QUEUE_SIZE,
+            "VOS.BOUNDARY.K",
+            "must be < VOS.QUEUE_SIZE (a class needs K + 1 queued vectors)",
+        ),
+        (vos.BOUNDARY.NUM_BOUNDARY >= 1, "VOS.BOUNDARY.NUM_BOUNDARY", "must be >= 1"),
+        (vos.BOUNDARY.NOISE_SCALE > 0, "VOS.BOUNDARY.NOISE_SCALE", "must be > 0"),
+        (vos.ENERGY_HEAD.HIDDEN_DIM >= 0, "VOS.ENERGY_HEAD.HIDDEN_DIM", "must be >= 0"),
+        (vos.FEVER.PROJECTION_DIM >= 0, "VOS.FEVER.PROJECTION_DIM", "must be >= 0"),
+        (
+            vos.FEVER.PENALTY in ("none", *SINGULAR_VALUE_PENALTIES),
+            "VOS.FEVER.PENALTY",
+            f"must be one of none, {', '.join(SINGULAR_VALUE_PENALTIES)}",
+        ),
+        (vos.FEVER.PENALTY_WEIGHT >= 0, "VOS.FEVER.PENALTY_WEIGHT", "must be >= 0"),
+        (vos.FEATURE_HEAD.HIDDEN_DIM >= 0, "VOS.FEATURE_HEAD.HIDDEN_DIM", "must be >= 0"),
+        (vos.FEATURE_HEAD.LOSS_WEIGHT >= 0, "VOS.FEATURE_HEAD.LOSS_WEIGHT", "must be >= 0"),
+        (
+            vos.FEATURE_HEAD.HIDDEN_DIM == 0 or vos.ENABLED,
+            "VOS.FEATURE_HEAD.HIDDEN_DIM",
+            "needs VOS.ENABLED True: the feature head learns from the virtual outliers",
+        ),
+        (
             vos.EVAL.SCORE_THRESHOLD <= 1,
             "VOS.EVAL.SCORE_THRESHOLD",
             "must be negative (derive it from the ID set) or a class probability in [0, 1]",
@@ -164,8 +237,8 @@ def validate_vos_config(cfg: CN) -> None:
 
 
 def _check_feature_scores(cfg: CN) -> None:
-    """Raise ``ValueError`` when a configured score reads feature queues the model cannot have,
-    or when the queues can never hold VOS.KNN_K vectors for the ``knn`` score."""
+    """Raise ``ValueError`` when a configured score reads feature queues (or a feature head) the
+    model cannot have, or when the queues can never hold VOS.KNN_K vectors for ``knn``."""
     heads = cfg.MODEL.ROI_HEADS.NAME
     capacity = cfg.MODEL.ROI_HEADS.NUM_CLASSES * cfg.VOS.QUEUE_SIZE
     for key in ("VOS.SCORE", "VOS.EVAL.SCORES"):
@@ -177,6 +250,15 @@ def _check_feature_scores(cfg: CN) -> None:
                 f"which MODEL.ROI_HEADS.NAME={heads!r} does not have: set MODEL.ROI_HEADS.NAME "
                 "'VOSROIHeads' (for weights trained with other heads, fit the statistics with "
                 f"tools/fit_feature_statistics.py), or remove them from {key}."
+            )
+        without_head = scores_requiring(
+            "feature_head", [value] if isinstance(value, str) else value
+        )
+        if without_head and cfg.VOS.FEATURE_HEAD.HIDDEN_DIM == 0:
+            raise ValueError(
+                f"{key}={value!r}: the feature_head score needs the feature-space uncertainty "
+                "head: set VOS.FEATURE_HEAD.HIDDEN_DIM > 0 (with VOS.ENABLED), or remove it "
+                f"from {key}."
             )
         if "knn" in needing and cfg.VOS.KNN_K > capacity:
             raise ValueError(

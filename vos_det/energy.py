@@ -67,27 +67,39 @@ def max_logit_score(logits: Tensor) -> Tensor:
 
 
 class EnergyUncertaintyHead(nn.Module):
-    """Learnable energy weights and the logistic layer mapping energy to an ID-vs-OOD logit.
+    """Learnable energy weights and the head mapping energy to an ID-vs-OOD logit.
 
     Parameters: ``energy_weights`` (theta, [K], initialised to 1 so that initially
-    ``E = -logsumexp(f)``) and ``logistic`` (``nn.Linear(1, 1)`` applied to ``-E``, initialised to
-    the identity).
+    ``E = -logsumexp(f)``) and, on ``-E``, either ``logistic`` (``nn.Linear(1, 1)``, initialised
+    to the identity: the paper's logistic regression) or, with ``hidden_dim > 0``, ``mlp``
+    (``1 -> hidden_dim -> 1`` with a ReLU: the VOS authors' MLP variant, which can score a band
+    of energies as ID and both sides of it as OOD, which no monotone logistic layer can).
     """
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, hidden_dim: int = 0):
         """
         Args:
             num_classes (int): K, the number of foreground classes.
+            hidden_dim (int): 0 = the logistic layer; > 0 = an MLP with this many hidden units.
         """
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        if hidden_dim < 0:
+            raise ValueError(f"hidden_dim must be >= 0 (0 = logistic layer), got {hidden_dim}")
         self.num_classes = num_classes
         self.energy_weights = nn.Parameter(torch.ones(num_classes))
-        self.logistic = nn.Linear(1, 1)
-        with torch.no_grad():
-            self.logistic.weight.fill_(1.0)
-            self.logistic.bias.zero_()
+        if hidden_dim == 0:
+            self.logistic = nn.Linear(1, 1)
+            with torch.no_grad():
+                self.logistic.weight.fill_(1.0)
+                self.logistic.bias.zero_()
+        else:
+            self.mlp = nn.Sequential(nn.Linear(1, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
+
+    @property
+    def _energy_to_logit(self) -> nn.Module:
+        return self.logistic if hasattr(self, "logistic") else self.mlp
 
     def energy(self, logits: Tensor) -> Tensor:
         """Returns: [N] weighted energies of [N, K] foreground logits."""
@@ -102,8 +114,9 @@ class EnergyUncertaintyHead(nn.Module):
         """Returns: [N] ID-vs-OOD logits of [N] energies (positive = ID)."""
         if energy.dim() != 1:
             raise ValueError(f"energy must have shape [N], got {tuple(energy.shape)}")
-        negative_energy = -energy.to(self.logistic.weight.dtype)
-        return self.logistic(negative_energy[:, None]).squeeze(1)
+        head = self._energy_to_logit
+        negative_energy = -energy.to(next(head.parameters()).dtype)
+        return head(negative_energy[:, None]).squeeze(1)
 
     def id_score(self, energy: Tensor) -> Tensor:
         """Returns: [N] ``sigmoid(id_logit(energy))`` in (0, 1), the VOS score (eq. 8)."""

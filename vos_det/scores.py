@@ -15,7 +15,8 @@ The predictor attaches each computed score to its detections as the field ``<nam
 
 Built in: the logit scores ``vos``, ``energy``, ``msp``, ``max_logit``, and the feature scores
 ``mahalanobis``, ``relative_mahalanobis``, ``knn``, which read the box features against the
-queues' statistics (:mod:`vos_det.feature_statistics`, factorised once per state of the queues).
+queues' statistics (:mod:`vos_det.feature_statistics`, factorised once per state of the queues),
+and ``feature_head``, the trained feature-space uncertainty head on the box features.
 """
 
 import math
@@ -25,6 +26,7 @@ from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tupl
 from torch import Tensor
 
 from .energy import EnergyUncertaintyHead, energy_score, max_logit_score, msp_score
+from .feature_head import FeatureUncertaintyHead
 from .feature_statistics import gaussian_statistics, normalized_feature_bank
 from .queues import ClassFeatureQueues
 
@@ -46,6 +48,7 @@ SCORE_REQUIREMENTS = {
     "box_features": "the box head's (R, D) features of the detections",
     "uncertainty": "the trained energy uncertainty head (VOSOutputLayers.uncertainty)",
     "queues": "the per-class feature queues and their Gaussian statistics",
+    "feature_head": "the feature-space uncertainty head (VOS.FEATURE_HEAD.HIDDEN_DIM > 0)",
 }
 
 #: The default k of the ``knn`` score (``VOS.KNN_K``).
@@ -61,6 +64,7 @@ class ScoreInputs:
         box_features (Tensor or None): (R, D) box head features of the same detections.
         uncertainty (EnergyUncertaintyHead or None): the energy uncertainty head.
         queues (ClassFeatureQueues or None): the class feature queues.
+        feature_head (FeatureUncertaintyHead or None): the feature-space uncertainty head.
         knn_k (int): which nearest queued vector the ``knn`` score measures (``VOS.KNN_K``).
     """
 
@@ -68,6 +72,7 @@ class ScoreInputs:
     box_features: Optional[Tensor] = None
     uncertainty: Optional[EnergyUncertaintyHead] = None
     queues: Optional[ClassFeatureQueues] = None
+    feature_head: Optional[FeatureUncertaintyHead] = None
     knn_k: int = DEFAULT_KNN_K
 
     def available(self) -> FrozenSet[str]:
@@ -222,3 +227,9 @@ def _knn(inputs: ScoreInputs) -> Tensor:
     L2-normalised queued vector, all classes together (Sun et al. 2022); float64."""
     bank = normalized_feature_bank(inputs.queues)
     return -bank.kth_neighbour_distance(inputs.box_features, inputs.knn_k)
+
+
+@register_score("feature_head", requires=("box_features", "feature_head"), value_range=(0.0, 1.0))
+def _feature_head(inputs: ScoreInputs) -> Tensor:
+    """Sigmoid of the feature-space uncertainty head on the box features (as in NPOS)."""
+    return inputs.feature_head.id_score(inputs.box_features)

@@ -124,7 +124,9 @@ def ground_truth_box_features(model: nn.Module, batch: List[Dict]) -> Tuple[Tens
             pixels of ``image``, ``gt_classes``).
 
     Returns:
-        features (Tensor): (B, D) box features of the B boxes, on the model's device.
+        features (Tensor): (B, D) box features of the B boxes (VOS box predictors: their
+            ``classifier_features``, projected with VOS.FEVER.PROJECTION_DIM), on the model's
+            device.
         labels (Tensor): (B,) int64 their classes.
     """
     images = model.preprocess_image(batch)  # normalises and pads; boxes keep their pixels
@@ -136,6 +138,8 @@ def ground_truth_box_features(model: nn.Module, batch: List[Dict]) -> Tuple[Tens
         [item.gt_boxes for item in instances],
     )
     features = heads.box_head(pooled).flatten(1)
+    if hasattr(heads.box_predictor, "classifier_features"):  # VOS: what the classifier reads
+        features = heads.box_predictor.classifier_features(features)
     return features, cat([item.gt_classes for item in instances]).long()
 
 

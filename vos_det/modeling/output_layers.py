@@ -11,13 +11,17 @@ from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
+from torch import nn
 
 from ..config import validate_vos_config
 from ..energy import EnergyUncertaintyHead
+from ..feature_head import FeatureUncertaintyHead
+from ..outlier_synthesis import OutlierSynthesizer
 from ..queues import ClassFeatureQueues
 from ..scores import ScoreInputs, compute_scores, score_field, scores_requiring
-from ..virtual_outliers import sample_virtual_outliers
+from ..spectral_penalty import singular_value_penalty
 from .distributed import all_gather_rows
+from .uncertainty_metrics import log_feature_head_metrics, log_uncertainty_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +32,14 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     """:class:`FastRCNNOutputLayers` that also learns to tell known objects from unknown ones.
 
     Training (``losses``) pushes the features of foreground proposals into per-class queues and,
-    from ``uncertainty_start_iter`` on, synthesises virtual outliers from the queues' class-conditional
-    Gaussians and adds ``loss_uncertainty``: a logistic regression on the weighted energy that
-    separates real foreground proposals (ID) from the outliers (OOD). Without VOS, the queues
-    exist (and fill in training, with no loss) only when a configured score reads them.
+    from ``uncertainty_start_iter`` on, synthesises virtual outliers from the queues (``synthesizer``:
+    the class Gaussians' fringe, or the queues' boundary) and adds ``loss_uncertainty``: a
+    logistic layer (or MLP) on the weighted energy that separates real foreground proposals (ID)
+    from the outliers (OOD); with a feature head also ``loss_feature_uncertainty``, the same
+    task on the features themselves. Without VOS, the queues exist (and fill in training, with
+    no loss) only when a configured score reads them. Options of FEVER-OOD: a projection of the
+    box feature before the classifier (the queues then hold projected features) and
+    ``loss_singular_value`` on the classifier weight's spectrum.
 
     Inference (``inference``) returns Detectron2's detections with extra fields, taken from the
     same proposals that survived NMS:
@@ -59,9 +67,15 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         queue_size: int,
         uncertainty_start_iter: int,
         min_queue_fill: int,
-        num_candidates: int,
-        num_select: int,
+        synthesizer: OutlierSynthesizer,
         uncertainty_loss_weight: float,
+        energy_head_hidden_dim: int = 0,
+        projection_dim: int = 0,
+        penalty: str = "none",
+        penalty_weight: float = 0.0,
+        feature_head_hidden_dim: int = 0,
+        feature_head_normalize: bool = True,
+        feature_head_loss_weight: float = 0.0,
         cov_eps: float,
         stats_recompute_period: int,
         sync_queues: bool,
@@ -84,9 +98,18 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 uncertainty loss active.
             min_queue_fill (int): a class gets outliers once it holds this many vectors;
                 0 = only when every class queue is full.
-            num_candidates (int): candidates per class for the lowest-likelihood selection.
-            num_select (int): outliers kept per class and iteration.
+            synthesizer (OutlierSynthesizer): draws the virtual outliers from the queues.
             uncertainty_loss_weight (float): weight of ``loss_uncertainty``.
+            energy_head_hidden_dim (int): 0 = logistic layer on the energy; > 0 = MLP width.
+            projection_dim (int): > 0: project the box feature to this dimension before the
+                classifier (FEVER-OOD); 0 = none.
+            penalty (str): "none" or a kind of :func:`singular_value_penalty` on the foreground
+                classifier weight, added as ``loss_singular_value``.
+            penalty_weight (float): weight of ``loss_singular_value``.
+            feature_head_hidden_dim (int): > 0: train a :class:`FeatureUncertaintyHead` of this
+                width (needs ``vos_enabled``); 0 = none.
+            feature_head_normalize (bool): L2-normalise the feature head's input.
+            feature_head_loss_weight (float): weight of ``loss_feature_uncertainty``.
             cov_eps (float): ridge added to the shared covariance.
             stats_recompute_period (int): pushes between exact recomputations of queue statistics.
             sync_queues (bool): gather foreground features from every worker before queueing.
@@ -102,9 +125,11 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         self.vos_enabled = vos_enabled
         self.uncertainty_start_iter = uncertainty_start_iter
         self.min_queue_fill = min_queue_fill
-        self.num_candidates = num_candidates
-        self.num_select = num_select
+        self.synthesizer = synthesizer
         self.uncertainty_loss_weight = uncertainty_loss_weight
+        self.penalty = penalty
+        self.penalty_weight = penalty_weight
+        self.feature_head_loss_weight = feature_head_loss_weight
         self.sync_queues = sync_queues
         self.score_name = score_name
         self.class_names = list(class_names) if class_names is not None else None
@@ -112,10 +137,23 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         self.score_names = tuple(dict.fromkeys([score_name, *score_names]))
         self.ood_threshold = ood_threshold
         self.knn_k = knn_k
-        self.uncertainty = EnergyUncertaintyHead(self.num_classes)
+        self.projection: Optional[nn.Linear] = None
+        if projection_dim > 0:
+            self.projection = nn.Linear(self.cls_score.in_features, projection_dim)
+            self.cls_score = nn.Linear(projection_dim, self.cls_score.out_features)
+            nn.init.normal_(self.cls_score.weight, std=0.01)  # as FastRCNNOutputLayers
+            nn.init.constant_(self.cls_score.bias, 0)
+        feature_dim = self.cls_score.in_features
+        self.uncertainty = EnergyUncertaintyHead(self.num_classes, energy_head_hidden_dim)
+        self.feature_head: Optional[FeatureUncertaintyHead] = None
+        if feature_head_hidden_dim > 0:
+            if not vos_enabled:
+                raise ValueError("the feature head learns from virtual outliers: enable VOS")
+            self.feature_head = FeatureUncertaintyHead(
+                feature_dim, feature_head_hidden_dim, feature_head_normalize
+            )
         self.queues: Optional[ClassFeatureQueues] = None
         if vos_enabled or scores_requiring("queues", self.score_names):
-            feature_dim = self.cls_score.in_features
             self.queues = ClassFeatureQueues(
                 self.num_classes,
                 queue_size,
@@ -135,9 +173,22 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             queue_size=cfg.VOS.QUEUE_SIZE,
             uncertainty_start_iter=cfg.VOS.START_ITER,
             min_queue_fill=cfg.VOS.MIN_QUEUE_FILL,
-            num_candidates=cfg.VOS.NUM_CANDIDATES,
-            num_select=cfg.VOS.NUM_SELECT,
+            synthesizer=OutlierSynthesizer(
+                cfg.VOS.SYNTHESIS,
+                cfg.VOS.NUM_CANDIDATES,
+                cfg.VOS.NUM_SELECT,
+                cfg.VOS.BOUNDARY.K,
+                cfg.VOS.BOUNDARY.NUM_BOUNDARY,
+                cfg.VOS.BOUNDARY.NOISE_SCALE,
+            ),
             uncertainty_loss_weight=cfg.VOS.LOSS_WEIGHT,
+            energy_head_hidden_dim=cfg.VOS.ENERGY_HEAD.HIDDEN_DIM,
+            projection_dim=cfg.VOS.FEVER.PROJECTION_DIM,
+            penalty=cfg.VOS.FEVER.PENALTY,
+            penalty_weight=cfg.VOS.FEVER.PENALTY_WEIGHT,
+            feature_head_hidden_dim=cfg.VOS.FEATURE_HEAD.HIDDEN_DIM,
+            feature_head_normalize=cfg.VOS.FEATURE_HEAD.NORMALIZE,
+            feature_head_loss_weight=cfg.VOS.FEATURE_HEAD.LOSS_WEIGHT,
             cov_eps=cfg.VOS.COV_EPS,
             stats_recompute_period=cfg.VOS.STATS_RECOMPUTE_PERIOD,
             sync_queues=cfg.VOS.SYNC_QUEUES,
@@ -151,16 +202,31 @@ class VOSOutputLayers(FastRCNNOutputLayers):
 
     # ---------------------------------------------------------------- training
 
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Class scores (R, K+1) from :meth:`classifier_features` and box deltas from the full
+        (R, D) box features, as :class:`FastRCNNOutputLayers` without a projection."""
+        if x.dim() > 2:
+            x = torch.flatten(x, start_dim=1)
+        return self.cls_score(self.classifier_features(x)), self.bbox_pred(x)
+
+    def classifier_features(self, box_features: torch.Tensor) -> torch.Tensor:
+        """The features the classifier reads, queued and scored: (R, D') of (R, D, ...) box
+        features (D' = ``VOS.FEVER.PROJECTION_DIM`` with a projection, else D)."""
+        features = box_features.flatten(1)
+        return self.projection(features) if self.projection is not None else features
+
     def losses(
         self,
         predictions: Tuple[torch.Tensor, torch.Tensor],
         proposals: List[Instances],
         box_features: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
-        """Detectron2's ``loss_cls`` and ``loss_box_reg``, plus ``loss_uncertainty`` with VOS.
+        """Detectron2's ``loss_cls`` and ``loss_box_reg``; with VOS ``loss_uncertainty`` (and
+        ``loss_feature_uncertainty`` with a feature head); ``loss_singular_value`` with a
+        FEVER penalty.
 
-        With queues, the foreground proposals' features go into them (with VOS or, for the
-        feature scores, without).
+        With queues, the foreground proposals' classifier features go into them (with VOS or,
+        for the feature scores, without).
 
         Args:
             predictions: ``(scores (R, K+1), deltas)`` from :meth:`forward`.
@@ -169,6 +235,11 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 required with queues (:class:`VOSROIHeads` passes them).
         """
         losses = super().losses(predictions, proposals)
+        if self.penalty != "none":
+            weight = self.cls_score.weight[: self.num_classes]
+            penalty = singular_value_penalty(weight, self.penalty)
+            losses["loss_singular_value"] = self.penalty_weight * penalty
+            get_event_storage().put_scalar("vos/singular_value_penalty", penalty.item())
         if self.queues is None:
             return losses
         if box_features is None:
@@ -179,14 +250,12 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         scores = predictions[0]
         gt_classes = cat([p.gt_classes for p in proposals], dim=0)
         foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
-        fg_features = box_features.flatten(1)[foreground]
+        fg_features = self.classifier_features(box_features)[foreground]
+        self._enqueue(fg_features, gt_classes[foreground])
         if not self.vos_enabled:
-            self._enqueue(fg_features, gt_classes[foreground])
             self._log_queue_fill(get_event_storage())
             return losses
-        losses["loss_uncertainty"] = self._uncertainty_loss(
-            scores[foreground, : self.num_classes], fg_features, gt_classes[foreground]
-        )
+        losses.update(self._uncertainty_losses(scores[foreground, : self.num_classes], fg_features))
         return losses
 
     def _enqueue(self, features: torch.Tensor, labels: torch.Tensor) -> None:
@@ -204,7 +273,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         ``WAITING_WARNING_PERIOD`` iterations), since with ``min_queue_fill`` 0 one such class
         keeps the whole uncertainty loss off.
         """
-        needed = self.min_queue_fill or self.queues.capacity
+        needed = max(
+            self.min_queue_fill or self.queues.capacity, self.synthesizer.min_class_count()
+        )
         ready = self.queues.ready_classes(needed)
         if not bool(ready.all()):
             self._warn_waiting_classes(~ready, needed)
@@ -236,51 +307,49 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             consequence,
         )
 
-    def _uncertainty_loss(
-        self, fg_logits: torch.Tensor, fg_features: torch.Tensor, fg_classes: torch.Tensor
-    ) -> torch.Tensor:
-        """Weighted binary cross-entropy of real foreground (ID) vs virtual outliers (OOD).
+    def _uncertainty_losses(
+        self, fg_logits: torch.Tensor, fg_features: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """The weighted binary cross-entropies of real foreground (ID) vs virtual outliers (OOD):
+        ``loss_uncertainty`` on the energy, ``loss_feature_uncertainty`` on the features.
 
         Before ``uncertainty_start_iter`` or while the queues are not ready there are no
-        outliers; the term is then the ID half alone with weight 0, so the uncertainty parameters
-        still take part in every step's graph (what DDP without ``find_unused_parameters``
-        requires).
+        outliers; the terms are then the ID halves alone with weight 0, so the uncertainty
+        parameters still take part in every step's graph (what DDP without
+        ``find_unused_parameters`` requires).
 
         Args:
             fg_logits (Tensor): (F, K) foreground logits of the foreground proposals.
-            fg_features (Tensor): (F, D) their box features.
-            fg_classes (Tensor): (F,) their ground-truth classes.
+            fg_features (Tensor): (F, D') their classifier features (already queued).
         """
-        self._enqueue(fg_features, fg_classes)
         storage = get_event_storage()
-        id_energy = self.uncertainty.energy(fg_logits)
-        ood_energy = id_energy.new_zeros((0,))
-        weight = 0.0
+        outliers = fg_features.new_zeros((0, fg_features.shape[1]))
         if storage.iter >= self.uncertainty_start_iter:
             classes = self._outlier_classes()
             if bool(classes.any()):
-                means = self.queues.class_means()[classes]
-                # covariance() already holds the COV_EPS ridge: no second one.
-                outliers, _ = sample_virtual_outliers(
-                    means, self.queues.covariance(), self.num_candidates, self.num_select, eps=0.0
-                )
-                ood_logits = self.cls_score(outliers.to(fg_features.dtype))[:, : self.num_classes]
-                ood_energy = self.uncertainty.energy(ood_logits)
-                weight = self.uncertainty_loss_weight
-        if id_energy.numel() + ood_energy.numel() == 0:
-            return fg_logits.new_zeros(())
-        loss = self.uncertainty.loss(id_energy, ood_energy)
-        self._log_training_metrics(storage, id_energy, ood_energy, loss, active=weight > 0)
-        return weight * loss
-
-    def _log_training_metrics(self, storage, id_energy, ood_energy, loss, active: bool) -> None:
+                outliers = self.synthesizer(self.queues, classes).to(fg_features.dtype)
+        active = outliers.shape[0] > 0
         self._log_queue_fill(storage)
         storage.put_scalar("vos/active", float(active))
-        if id_energy.numel():
-            storage.put_scalar("vos/id_energy", id_energy.mean().item())
-        if active:
-            storage.put_scalar("vos/outlier_energy", ood_energy.mean().item())
-            storage.put_scalar("vos/uncertainty_loss", loss.item())
+        if fg_features.shape[0] + outliers.shape[0] == 0:
+            names = ["loss_uncertainty"] + ["loss_feature_uncertainty"] * (
+                self.feature_head is not None
+            )
+            return {name: fg_logits.new_zeros(()) for name in names}
+        id_energy = self.uncertainty.energy(fg_logits)
+        ood_energy = self.uncertainty.energy(self.cls_score(outliers)[:, : self.num_classes])
+        loss = self.uncertainty.loss(id_energy, ood_energy)
+        log_uncertainty_metrics(storage, self.uncertainty, id_energy, ood_energy, loss)
+        weight = self.uncertainty_loss_weight if active else 0.0
+        losses = {"loss_uncertainty": weight * loss}
+        if self.feature_head is not None:
+            feature_loss = self.feature_head.loss(fg_features, outliers)
+            log_feature_head_metrics(
+                storage, self.feature_head, fg_features, outliers, feature_loss
+            )
+            weight = self.feature_head_loss_weight if active else 0.0
+            losses["loss_feature_uncertainty"] = weight * feature_loss
+        return losses
 
     def _log_queue_fill(self, storage) -> None:
         fill = self.queues.fill_counts().float() / self.queues.capacity
@@ -303,12 +372,17 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             predictions: ``(scores (R, K+1), deltas)`` from :meth:`forward`.
             proposals (list[Instances]): the proposals of every image.
             box_features (Tensor or None): (R, D) the box head's features of the proposals;
-                :class:`VOSROIHeads` passes them, and scores that read them need them.
+                :class:`VOSROIHeads` passes them, and scores that read them need them (they
+                read :meth:`classifier_features`).
         """
         instances, kept = super().inference(predictions, proposals)
         scores, deltas = predictions
         sizes = [len(p) for p in proposals]
-        features = box_features.flatten(1).split(sizes) if box_features is not None else None
+        features = (
+            self.classifier_features(box_features).split(sizes)
+            if box_features is not None
+            else None
+        )
         # The probabilities Detectron2 took the detections' ``scores`` from: (R_i, K+1) per image.
         probs = self.predict_probs(predictions, proposals)
         for index, (result, kept_rows, logits, image_probs, image_deltas) in enumerate(
@@ -321,6 +395,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 box_features=features[index][rows] if features is not None else None,
                 uncertainty=self.uncertainty,
                 queues=self.queues,
+                feature_head=self.feature_head,
                 knn_k=self.knn_k,
             )
             self._attach_scores(result, inputs)
@@ -339,14 +414,14 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         missing = [
             name
-            for name in ("queues", "uncertainty")
+            for name in ("queues", "uncertainty", "feature_head")
             if getattr(self, name) is not None
             and not any(key.startswith(f"{prefix}{name}.") for key in state_dict)
         ]
         if missing:
             logger.info(
-                "The checkpoint has no VOS state (%s) for %s: the feature queues start empty and "
-                "the uncertainty head keeps its initialisation.",
+                "The checkpoint has no VOS state (%s) for %s: feature queues start empty and "
+                "uncertainty heads keep their initialisation.",
                 ", ".join(missing),
                 prefix.rstrip("."),
             )
