@@ -46,7 +46,7 @@ def test_classes_holding_the_loss_back_are_named(
     with caplog.at_level(logging.WARNING, logger="vos_det"):
         for iteration in (10, 11, 109, 110):
             with EventStorage(iteration):
-                ready = predictor._outlier_classes()
+                ready = predictor.outlier_classes(predictor.queues, iteration)
     assert ready.tolist() == expected
     assert [r.getMessage()[:13] for r in caplog.records] == ["Iteration 10,", "Iteration 110"]
     message = "feature queues of blue (0/{}) are not filled".format(min_fill or 8)

@@ -1,7 +1,6 @@
 """VOS box predictor: Fast R-CNN output layers plus feature queues and the uncertainty loss."""
 
 import logging
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -21,6 +20,7 @@ from ..queues import ClassFeatureQueues
 from ..scores import ScoreInputs, compute_scores, score_field, scores_requiring
 from ..spectral_penalty import singular_value_penalty
 from .distributed import all_gather_rows
+from .outlier_classes import OutlierClasses
 from .uncertainty_metrics import log_feature_head_metrics, log_uncertainty_metrics
 
 logger = logging.getLogger(__name__)
@@ -54,9 +54,6 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     * ``is_ood`` (R,) bool: only when a threshold is set, True unless
       ``id_scores >= ood_threshold`` (so a NaN score is never taken for a known object).
     """
-
-    #: Iterations between two warnings naming the classes whose queues are not filled.
-    WAITING_WARNING_PERIOD = 100
 
     @configurable
     def __init__(
@@ -124,16 +121,16 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         super().__init__(input_shape, **kwargs)
         self.vos_enabled = vos_enabled
         self.uncertainty_start_iter = uncertainty_start_iter
-        self.min_queue_fill = min_queue_fill
         self.synthesizer = synthesizer
+        self.outlier_classes = OutlierClasses(
+            min_queue_fill, synthesizer.min_class_count(), class_names
+        )
         self.uncertainty_loss_weight = uncertainty_loss_weight
         self.penalty = penalty
         self.penalty_weight = penalty_weight
         self.feature_head_loss_weight = feature_head_loss_weight
         self.sync_queues = sync_queues
         self.score_name = score_name
-        self.class_names = list(class_names) if class_names is not None else None
-        self._last_waiting_warning = -math.inf
         self.score_names = tuple(dict.fromkeys([score_name, *score_names]))
         self.ood_threshold = ood_threshold
         self.knn_k = knn_k
@@ -266,47 +263,6 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             features, labels = rows[:, :-1], rows[:, -1].long()
         self.queues.push(features, labels)
 
-    def _outlier_classes(self) -> torch.Tensor:
-        """(K,) bool: the classes whose queues are ready for outlier synthesis.
-
-        Classes still short of vectors are named in a warning (repeated every
-        ``WAITING_WARNING_PERIOD`` iterations), since with ``min_queue_fill`` 0 one such class
-        keeps the whole uncertainty loss off.
-        """
-        needed = max(
-            self.min_queue_fill or self.queues.capacity, self.synthesizer.min_class_count()
-        )
-        ready = self.queues.ready_classes(needed)
-        if not bool(ready.all()):
-            self._warn_waiting_classes(~ready, needed)
-        if self.min_queue_fill == 0 and not bool(ready.all()):
-            return torch.zeros_like(ready)
-        return ready
-
-    def _warn_waiting_classes(self, waiting: torch.Tensor, needed: int) -> None:
-        iteration = get_event_storage().iter
-        if iteration - self._last_waiting_warning < self.WAITING_WARNING_PERIOD:
-            return
-        self._last_waiting_warning = iteration
-        counts = self.queues.fill_counts()
-        names = ", ".join(
-            f"{self.class_names[k] if self.class_names else k} ({int(counts[k])}/{needed})"
-            for k in waiting.nonzero()[:, 0].tolist()
-        )
-        consequence = (
-            "the uncertainty loss stays off until every queue is full (VOS.MIN_QUEUE_FILL 0)"
-            if self.min_queue_fill == 0
-            else "these classes get no virtual outliers yet"
-        )
-        logger.warning(
-            "Iteration %d, past VOS.START_ITER, but the feature queues of %s are not filled: %s. "
-            "A class without training boxes never fills its queue: check the training set, or "
-            "set VOS.MIN_QUEUE_FILL > 0 so that the filled classes get outliers.",
-            iteration,
-            names,
-            consequence,
-        )
-
     def _uncertainty_losses(
         self, fg_logits: torch.Tensor, fg_features: torch.Tensor
     ) -> Dict[str, torch.Tensor]:
@@ -325,7 +281,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         storage = get_event_storage()
         outliers = fg_features.new_zeros((0, fg_features.shape[1]))
         if storage.iter >= self.uncertainty_start_iter:
-            classes = self._outlier_classes()
+            classes = self.outlier_classes(self.queues, storage.iter)
             if bool(classes.any()):
                 outliers = self.synthesizer(self.queues, classes).to(fg_features.dtype)
         active = outliers.shape[0] > 0
