@@ -17,7 +17,7 @@ from vos_det.data import (
     generate_synthetic_benchmark,
     register_synthetic_benchmark,
 )
-from vos_det.data.ood_datasets import default_datasets_root
+from vos_det.data.files import default_datasets_root
 from vos_det.data.shape_scenes import ShapeDrawing, draw_shape_mask
 from vos_det.data.synthetic import SYNTHETIC_SPLITS
 

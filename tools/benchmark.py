@@ -63,6 +63,7 @@ from vos_det.evaluation.seed_report import (
     result_row,
     summary_table,
 )
+from vos_det.utils.seeds import add_seeds_argument, expand_seeds
 
 METHODS_FILE = vos_det.model_zoo.get_config_file("Synthetic/benchmark_methods.yaml")
 CONFIDENCE = 0.95
@@ -103,13 +104,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         metavar="NAME",
         help="run these methods (default: all; -- before overrides)",
     )
-    parser.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        default=[3],
-        help="training seeds: N for 1..N (default 3), or several seeds (-- before overrides)",
-    )
+    add_seeds_argument(parser, "(-- before overrides)")
     parser.add_argument(
         "--data-seed",
         type=int,
@@ -145,12 +140,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args.baselines = args.baselines or [["vanilla", "energy"]]
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    if len(args.seeds) == 1:
-        if args.seeds[0] < 1:
-            parser.error(f"--seeds N needs N >= 1, got {args.seeds[0]}")
-        args.seeds = list(range(1, args.seeds[0] + 1))
-    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
-        parser.error(f"--seeds must be distinct seeds >= 0, got {args.seeds}")
+    args.seeds = expand_seeds(parser, args.seeds)
     return args
 
 

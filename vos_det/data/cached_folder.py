@@ -7,16 +7,26 @@ into a temporary sibling folder that then takes its place, so a reader never see
 """
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
 import shutil
-from typing import AbstractSet, Callable, Iterator, Sequence
+from typing import AbstractSet, Callable, Iterator, Mapping, Sequence
 
-from .ood_datasets import write_json
+import numpy as np
 
-__all__ = ["MANIFEST", "exclusive_lock", "is_intact", "replace_folder", "write_manifest"]
+from .files import write_json
+
+__all__ = [
+    "MANIFEST",
+    "check_integer_fields",
+    "exclusive_lock",
+    "is_intact",
+    "replace_folder",
+    "write_manifest",
+]
 
 MANIFEST = "MANIFEST.json"
 
@@ -109,3 +119,21 @@ def _sha256(path: str) -> str:
     """Hex sha256 of a file's bytes."""
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+def check_integer_fields(spec: object, minimum: Mapping[str, int]) -> None:
+    """Check that every field of a frozen dataclass ``spec`` (the parameters a folder is
+    generated from) is an integer at or above its minimum (``minimum``, default 1), and make
+    numpy integers plain ints.
+
+    Raises:
+        ValueError: naming the first field that is not an integer or is below its minimum.
+    """
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise ValueError(f"{field.name} must be an integer, got {value!r}.")
+        lowest = minimum.get(field.name, 1)
+        if value < lowest:
+            raise ValueError(f"{field.name} must be >= {lowest}, got {value}.")
+        object.__setattr__(spec, field.name, int(value))

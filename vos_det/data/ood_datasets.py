@@ -15,6 +15,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASS_NAMES
 from PIL import Image
 
+from .files import default_datasets_root, write_json
+
 __all__ = [
     "ID_CLASSES",
     "IMAGE_EXTENSIONS",
@@ -50,11 +52,6 @@ _EXIF_ORIENTATION_TAG = 274
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
 _DEFAULT_MISSING_HINT = "Check the path given to register_ood_dataset()."
-
-
-def default_datasets_root() -> str:
-    """The datasets root: ``$DETECTRON2_DATASETS``, or "datasets" when it is not set."""
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
 def read_image_size(path: str) -> Tuple[int, int]:
@@ -150,21 +147,6 @@ def load_json(path: str, missing_hint: str) -> Union[dict, list]:
     """
     with explain_json_errors(path, missing_hint), open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def write_json(data: Union[dict, list], path: str, compact: bool = False) -> None:
-    """Write JSON to a file, creating its parent folders.
-
-    Args:
-        data (dict or list): JSON-serialisable content.
-        path (str): output file.
-        compact (bool): leave out the spaces after "," and ":" (the bytes still depend only on
-            ``data``).
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    separators = (",", ":") if compact else None
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, separators=separators)
 
 
 def load_ood_image_folder(image_root: str, missing_hint: str = _DEFAULT_MISSING_HINT) -> List[dict]:

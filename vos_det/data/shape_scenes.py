@@ -21,11 +21,14 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "DETAIL_RANGES",
     "MIN_IMAGE_SIZE",
     "SYNTHETIC_ID_CLASSES",
     "SYNTHETIC_OOD_CLASSES",
     "ShapeDrawing",
+    "draw_background",
     "draw_shape_mask",
+    "pick_colour",
     "render_scene",
 ]
 
@@ -44,7 +47,7 @@ _MIN_VISIBLE_FRACTION = 0.4  # no shape may be more than 60% hidden by later one
 _MIN_COLOUR_DISTANCE = 100.0  # RGB distance between a shape and the background it covers
 _COLOUR_CANDIDATES = 8
 # Shape proportion ("detail") ranges; shapes missing here have none.
-_DETAIL_RANGES = {
+DETAIL_RANGES = {
     "star": (0.4, 0.55),  # inner / outer radius
     "cross": (0.3, 0.45),  # half arm width / radius
     "ring": (0.45, 0.65),  # hole radius / radius
@@ -66,7 +69,7 @@ class ShapeDrawing:
         radius (float): circumradius in pixels: the shape lies within this distance of the
             centre.
         angle (float): rotation in degrees.
-        detail (float): proportion of the shape (see ``_DETAIL_RANGES``): star inner/outer
+        detail (float): proportion of the shape (see ``DETAIL_RANGES``): star inner/outer
             radius, cross half arm width, ring hole radius, crescent cut-out offset, each
             relative to ``radius``; 0 for the other shapes.
         colour (tuple[int, int, int]): fill colour (R, G, B), 0-255.
@@ -143,7 +146,7 @@ def render_scene(
         tuple: (image, objects): image (H, W, 3) uint8 RGB; objects in drawing order, each
         (drawing, (H, W) bool mask of the full shape, (H, W) bool mask of its visible pixels).
     """
-    image = _background(rng, image_size)
+    image = draw_background(rng, image_size)
     drawings: List[ShapeDrawing] = []
     masks: List[np.ndarray] = []
     visible: List[np.ndarray] = []
@@ -157,7 +160,7 @@ def render_scene(
                 break
         else:
             continue  # every placement hid too much of an earlier shape: leave this one out
-        drawing = dataclasses.replace(drawing, colour=_pick_colour(rng, image, mask))
+        drawing = dataclasses.replace(drawing, colour=pick_colour(rng, image, mask))
         image[mask] = drawing.colour
         drawings.append(drawing)
         masks.append(mask)
@@ -194,7 +197,7 @@ def _sample_geometry(
         center = np.clip(center, radius, image_size - radius)
     else:
         center = rng.uniform(radius, image_size - radius, size=2)
-    low, high = _DETAIL_RANGES.get(shape, (0.0, 0.0))
+    low, high = DETAIL_RANGES.get(shape, (0.0, 0.0))
     return ShapeDrawing(
         shape=shape,
         center=(round(float(center[0]), 3), round(float(center[1]), 3)),
@@ -205,7 +208,7 @@ def _sample_geometry(
     )
 
 
-def _pick_colour(
+def pick_colour(
     rng: np.random.Generator, image: np.ndarray, mask: np.ndarray
 ) -> Tuple[int, int, int]:
     """A random colour that stands out from the pixels a shape will cover.
@@ -226,7 +229,7 @@ def _pick_colour(
     return tuple(int(c) for c in candidates[best])
 
 
-def _background(rng: np.random.Generator, image_size: int) -> np.ndarray:
+def draw_background(rng: np.random.Generator, image_size: int) -> np.ndarray:
     """A textured, cluttered background without any shape-like object.
 
     Colour gradient + smooth blotches + up to three thin lines and four dots (at most 7 px

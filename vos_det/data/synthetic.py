@@ -42,8 +42,16 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import load_coco_json
 
-from .cached_folder import MANIFEST, exclusive_lock, is_intact, replace_folder, write_manifest
-from .ood_datasets import load_ood_image_list, register_ood_dataset, write_json
+from .cached_folder import (
+    MANIFEST,
+    check_integer_fields,
+    exclusive_lock,
+    is_intact,
+    replace_folder,
+    write_manifest,
+)
+from .files import write_json
+from .ood_datasets import load_ood_image_list, register_ood_dataset
 from .shape_scenes import (
     MIN_IMAGE_SIZE,
     SYNTHETIC_ID_CLASSES,
@@ -99,15 +107,7 @@ class SyntheticBenchmarkSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        minimum = {"image_size": MIN_IMAGE_SIZE, "seed": 0}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                raise ValueError(f"{field.name} must be an integer, got {value!r}.")
-            lowest = minimum.get(field.name, 1)
-            if value < lowest:
-                raise ValueError(f"{field.name} must be >= {lowest}, got {value}.")
-            object.__setattr__(self, field.name, int(value))  # numpy integers become ints
+        check_integer_fields(self, {"image_size": MIN_IMAGE_SIZE, "seed": 0})
 
     def as_dict(self) -> Dict[str, int]:
         """The parameters by name, in field order, as recorded in the manifest."""

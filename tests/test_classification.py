@@ -1,0 +1,269 @@
+"""VOS for image classifiers (vos_det.classification): the wrapper's shapes, losses, queues and
+scores against brute-force references, the embedded benchmark, and seeded reproducibility."""
+
+import ast
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vos_det.classification import (
+    CLASSIFIER_SCORES,
+    ClassificationBenchmarkSpec,
+    SmallCNN,
+    TrainingConfig,
+    VOSClassifier,
+    VOSClassifierConfig,
+    build_classifier,
+    evaluate_classifier,
+    generate_classification_benchmark,
+    load_split,
+    render_classification_image,
+    score_grid,
+    train_classifier,
+)
+from vos_det import outlier_synthesis as synthesis_module
+from vos_det.scores import get_score
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vos_det"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _imports(path: Path):
+    """(imports Detectron2?, vos_det module files it imports relatively) of a module file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    detectron2, local = False, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            detectron2 |= any(a.name.split(".")[0] == "detectron2" for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                detectron2 |= (node.module or "").split(".")[0] == "detectron2"
+                continue
+            base = path.parent
+            for _ in range(node.level - 1):
+                base = base.parent
+            parts = (node.module or "").split(".") if node.module else []
+            target = base.joinpath(*parts)
+            names = [target / f"{a.name}.py" for a in node.names] + [target.with_suffix(".py")]
+            local |= {name for name in names if name.is_file()}
+    return detectron2, local
+
+
+def test_classification_modules_and_the_core_they_import_do_not_import_detectron2():
+    modules = sorted((PACKAGE / "classification").glob("*.py"))
+    assert {m.name for m in modules} >= {"model.py", "data.py", "training.py", "figure.py"}
+    seen, pending, offenders = set(), list(modules), []
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        detectron2, local = _imports(path)
+        if detectron2:
+            offenders.append(path)
+        pending += sorted(local - seen)
+    assert PACKAGE / "queues.py" in seen and PACKAGE / "scores.py" in seen
+    assert PACKAGE / "virtual_outliers.py" in seen and PACKAGE / "energy.py" in seen
+    assert offenders == []
+
+
+def test_config_validation_names_the_field():
+    for field, value in [
+        ("bottleneck_dim", 0),
+        ("queue_size", 1),
+        ("start_iter", -1),
+        ("loss_weight", -0.1),
+        ("num_select", 0),
+        ("min_queue_fill", 0),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            VOSClassifierConfig(**{field: value})
+    with pytest.raises(ValueError, match="Unknown score 'nope'"):
+        VOSClassifierConfig(scores=("energy", "nope"))
+    with pytest.raises(ValueError, match="epochs"):
+        TrainingConfig(epochs=0)
+
+
+def _linear_model(dim=4, classes=3, **config) -> VOSClassifier:
+    """A wrapper on an identity backbone: it takes [N, 6] features."""
+    torch.manual_seed(0)
+    config = {"bottleneck_dim": dim, "queue_size": 5, "num_candidates": 50, **config}
+    return VOSClassifier(nn.Identity(), 6, classes, VOSClassifierConfig(**config))
+
+
+def test_forward_shapes_on_images_and_on_features():
+    model = VOSClassifier(SmallCNN(4), 16, 3, VOSClassifierConfig(bottleneck_dim=8))
+    logits, features = model(torch.rand(5, 3, 32, 32))
+    assert logits.shape == (5, 3) and features.shape == (5, 8)
+    logits, features = _linear_model(dim=7)(torch.randn(2, 6))
+    assert logits.shape == (2, 3) and features.shape == (2, 7)
+    assert bool((features >= 0).all())  # the bottleneck's ReLU
+
+
+class _RecordingSampler:
+    """Wraps the sampler, recording its inputs and outputs."""
+
+    def __init__(self, sampler):
+        self.sampler, self.calls = sampler, []
+
+    def __call__(self, means, cov, num_candidates, num_select, **kwargs):
+        outliers, labels = self.sampler(means, cov, num_candidates, num_select, **kwargs)
+        self.calls.append((means, cov, outliers))
+        return outliers, labels
+
+
+def test_uncertainty_loss_is_zero_before_start_and_matches_a_brute_force_loss_after(
+    monkeypatch,
+):
+    sampler = _RecordingSampler(synthesis_module.sample_virtual_outliers)
+    monkeypatch.setattr(synthesis_module, "sample_virtual_outliers", sampler)
+    model = _linear_model(start_iter=2, loss_weight=0.3)
+    labels = torch.tensor([0, 1, 2] * 5)
+    inputs = torch.randn(15, 6)
+    for iteration in range(2):  # queues full after the first push, but before START
+        losses = model.losses(*model(inputs), labels, iteration)
+        assert set(losses) == {"loss_cls", "loss_uncertainty"}
+        assert losses["loss_uncertainty"].item() == 0.0
+    assert sampler.calls == []
+    logits, features = model(inputs)
+    losses = model.losses(logits, features, labels, 2)
+    assert len(sampler.calls) == 1
+    means, cov, outliers = sampler.calls[0]
+    # The sampler gets the class means and the pooled covariance (+ ridge) of the queued vectors.
+    queued = [model.queues.class_features(k).double() for k in range(3)]
+    torch.testing.assert_close(means, torch.stack([q.mean(0) for q in queued]))
+    centred = torch.cat([q - q.mean(0) for q in queued])
+    expected_cov = centred.T @ centred / len(centred) + 1e-4 * torch.eye(4, dtype=torch.float64)
+    torch.testing.assert_close(cov, expected_cov)
+    # Brute force: energy -logsumexp (weights 1), logistic = identity at initialisation.
+    id_logit = torch.logsumexp(logits, 1)
+    ood_logit = torch.logsumexp(model.classifier(outliers), 1)
+    expected = F.binary_cross_entropy_with_logits(
+        torch.cat([id_logit, ood_logit]), torch.cat([torch.ones(15), torch.zeros(3)])
+    )
+    assert losses["loss_uncertainty"].item() > 0
+    torch.testing.assert_close(losses["loss_uncertainty"], 0.3 * expected)
+    torch.testing.assert_close(losses["loss_cls"], F.cross_entropy(logits, labels))
+
+
+def test_no_sampling_while_no_queue_is_ready_nor_with_loss_weight_zero(monkeypatch):
+    sampler = _RecordingSampler(synthesis_module.sample_virtual_outliers)
+    monkeypatch.setattr(synthesis_module, "sample_virtual_outliers", sampler)
+    model = _linear_model(start_iter=0)
+    labels = torch.tensor([0, 1, 2, 0])
+    losses = model.losses(*model(torch.randn(4, 6)), labels, 10)  # queues hold 2, 1, 1 of 5
+    assert losses["loss_uncertainty"].item() == 0.0
+    vanilla = _linear_model(start_iter=0, loss_weight=0.0)
+    for iteration in range(3):
+        losses = vanilla.losses(*vanilla(torch.randn(9, 6)), torch.arange(9) % 3, iteration)
+        assert losses["loss_uncertainty"].item() == 0.0
+    assert vanilla.queues.all_ready()  # the queues fill anyway (the feature scores read them)
+    assert sampler.calls == []
+    # min_queue_fill: the ready classes alone get outliers.
+    partial = _linear_model(start_iter=0, min_queue_fill=2)
+    partial.losses(*partial(torch.randn(4, 6)), labels, 0)
+    assert len(sampler.calls) == 1 and sampler.calls[0][2].shape == (1, 4)
+
+
+def test_queues_fill_with_the_features_of_each_label():
+    model = _linear_model(start_iter=100)
+    pushed = {k: [] for k in range(3)}
+    generator = torch.Generator().manual_seed(1)
+    for iteration in range(4):
+        labels = torch.randint(0, 3, (7,), generator=generator)
+        logits, features = model(torch.randn(7, 6, generator=generator))
+        model.losses(logits, features, labels, iteration)
+        for feature, label in zip(features.detach(), labels.tolist()):
+            pushed[label].append(feature)
+    for k in range(3):
+        expected = torch.stack(pushed[k][-5:])  # the queue keeps the last Q = 5
+        torch.testing.assert_close(model.queues.class_features(k), expected)
+
+
+def test_every_score_lies_in_its_declared_range():
+    model = _linear_model(dim=3)
+    for iteration in range(3):
+        model.losses(*model(torch.randn(30, 6)), torch.arange(30) % 3, iteration)
+    logits, features = model(torch.randn(40, 6) * 3)
+    scores = model.scores(logits, features)
+    assert tuple(scores) == CLASSIFIER_SCORES
+    for name, values in scores.items():
+        low, high = get_score(name).value_range
+        assert values.shape == (40,) and bool(torch.isfinite(values).all()), name
+        assert bool(((values >= low) & (values <= high)).all()), name
+
+
+def test_benchmark_is_generated_once_and_balanced(tmp_path):
+    spec = ClassificationBenchmarkSpec(num_train=9, num_test=8, image_size=24, seed=3)
+    root = generate_classification_benchmark(str(tmp_path / "bench"), spec)
+    stamp = os.stat(os.path.join(root, "train.npz")).st_mtime_ns
+    assert generate_classification_benchmark(root, spec) == root
+    assert os.stat(os.path.join(root, "train.npz")).st_mtime_ns == stamp  # reused
+    images, labels = load_split(root, "train")
+    assert images.shape == (9, 3, 24, 24) and images.dtype == torch.float32
+    assert 0 <= images.min() and images.max() <= 1
+    assert np.bincount(labels.numpy()).tolist() == [3, 3, 3]
+    assert load_split(root, "ood_near")[1].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert load_split(root, "ood_far")[1].tolist() == [-1] * 8
+    with pytest.raises(ValueError, match="num_test"):
+        ClassificationBenchmarkSpec(num_test=0)
+    with pytest.raises(ValueError, match="Unknown split"):
+        load_split(root, "val")
+
+
+def test_a_shape_changes_the_image_only_where_it_is_drawn():
+    background = render_classification_image(np.random.default_rng(5), None, 32)
+    with_shape = render_classification_image(np.random.default_rng(5), "star", 32)
+    changed = (background != with_shape).any(axis=2)
+    assert 0.05 < changed.mean() < 0.6  # a star of radius 25-45% of the side
+    colours = np.unique(with_shape[changed], axis=0)
+    assert len(colours) == 1  # one flat fill colour
+
+
+def test_score_grid_frames_kept_images_green_and_flagged_ones_red():
+    images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    picture = score_grid([("id", images, np.array([0.9, 0.2, 0.5]))], threshold=0.5, scale=2)
+    tile_w = 8 * 2 + 6
+    assert picture.shape[1] == 3 * tile_w
+    frame_y = 20 + 1
+    colours = [tuple(picture[frame_y, i * tile_w + 1]) for i in range(3)]
+    assert colours == [(40, 170, 60), (215, 40, 40), (40, 170, 60)]
+
+
+def _train_tiny(seed: int):
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(24, 3, 16, 16, generator=generator), torch.arange(24) % 3
+    config = VOSClassifierConfig(bottleneck_dim=4, queue_size=4, start_iter=2, num_candidates=50)
+    model = build_classifier(3, config, seed, width=2)
+    history = train_classifier(
+        model, images, labels, TrainingConfig(epochs=2, batch_size=8, seed=seed)
+    )
+    metrics, _ = evaluate_classifier(model, images[:9], labels[:9], {"ood": images[9:]})
+    return model, history, metrics
+
+
+def test_a_seed_gives_identical_results_twice():
+    model_a, history_a, metrics_a = _train_tiny(seed=4)
+    model_b, history_b, metrics_b = _train_tiny(seed=4)
+    for key, value in model_a.state_dict().items():
+        assert torch.equal(value, model_b.state_dict()[key]), key
+    strip = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in history_a]
+    assert strip == [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in history_b]
+    assert history_a[-1]["loss_uncertainty"] > 0  # VOS was on in the second epoch
+    assert metrics_a == metrics_b
+    assert set(metrics_a["ood"]["ood"]) == set(CLASSIFIER_SCORES)
+    assert set(metrics_a["ood"]["ood"]["vos"]) == {"FPR95", "AUROC", "AUPR"}
+    _, history_c, _ = _train_tiny(seed=5)
+    assert history_c[0]["loss_cls"] != history_a[0]["loss_cls"]
