@@ -18,6 +18,7 @@ from tool_scripts import load_tool
 from vos_det.data.synthetic import SyntheticBenchmarkSpec
 from vos_det.data.synthetic_draws import synthetic_benchmark_setup, synthetic_draw_name
 from vos_det.engine import train_and_evaluate_all
+from vos_det.engine.training_log import TRAINING_DIAGNOSTICS, final_training_metrics
 from vos_det.engine.method_grid import (
     ChangedRunsError,
     Method,
@@ -349,10 +350,10 @@ def _expected_differences(rows: list, ood_set: str, baseline: tuple) -> list:
 
 @pytest.mark.slow
 def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
-    _, done = first_invocation
+    root, done = first_invocation
     rows = json.loads(Path(done.results).read_text())["runs"]
     ood_set = "synthetic_8_4_4_seed1_ood_test"
-    _, summary, to_vanilla, to_vos = markdown_tables(Path(done.report).read_text())
+    _, summary, to_vanilla, to_vos, diagnostics = markdown_tables(Path(done.report).read_text())
     expected_summary = []
     for method in ("vanilla", "vos"):
         runs = [row for row in rows if row["method"] == method]
@@ -363,6 +364,17 @@ def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
     assert summary == expected_summary
     assert to_vanilla == _expected_differences(rows, ood_set, ("vanilla", "energy"))
     assert to_vos == _expected_differences(rows, ood_set, ("vos", "energy"))
+    # vanilla logs no head diagnostics; vos's cells are the seeds' final training metrics.
+    assert [row["method"] for row in diagnostics] == ["vos"]
+    for name, label in TRAINING_DIAGNOSTICS.items():
+        if label in diagnostics[0]:
+            values = [
+                final_training_metrics(str(root / "out" / "runs" / "vos" / f"seed{seed}"), [name])
+                for seed in (1, 2)
+            ]
+            expected = summarize([value[name] for value in values])
+            assert diagnostics[0][label] == f"{expected.mean:.3f} ± {expected.std:.3f}"
+    assert "energy head loss" in diagnostics[0] and "its chance level" in diagnostics[0]
 
 
 @pytest.mark.slow

@@ -21,8 +21,9 @@ report. A saved run whose config differs (another override, config or data draw)
 naming the changed keys, unless ``--rerun-changed`` trains it again.
 
 Writes ``<output>/results.json`` (every run's metrics), ``<output>/report.md`` (mean ± std per
-method and score, paired differences to the baseline with 95% t-intervals, the FPR plot and the
-ROC curves of the first seed, in ``<output>/plots/``) and ``<output>/log.txt``.
+method and score, paired differences to each baseline with 95% t-intervals, the FPR plot and the
+ROC curves of the first seed, in ``<output>/plots/``, and the uncertainty heads' training
+diagnostics) and ``<output>/log.txt``.
 """
 
 import argparse
@@ -42,6 +43,7 @@ from vos_det.data.synthetic_draws import (
     synthetic_benchmark_setup,
 )
 from vos_det.engine import log_to_file, train_and_evaluate_all
+from vos_det.engine.training_log import TRAINING_DIAGNOSTICS, final_training_metrics
 from vos_det.engine.method_grid import (
     GridRun,
     Method,
@@ -63,6 +65,7 @@ from vos_det.evaluation.seed_report import (
     result_row,
     summary_table,
 )
+from vos_det.evaluation.seed_statistics import summarize
 from vos_det.utils.seeds import add_seeds_argument, expand_seeds
 
 METHODS_FILE = vos_det.model_zoo.get_config_file("Synthetic/benchmark_methods.yaml")
@@ -226,6 +229,35 @@ def run_rows(runs: Sequence[GridRun], data_seed: int) -> List[dict]:
     return rows
 
 
+def training_diagnostics_table(runs: Sequence[GridRun]) -> str:
+    """A Markdown table: per method, each uncertainty-head diagnostic of the last 100 training
+    iterations (``vos/*`` in ``metrics.json``), mean ± std over the seeds; "" when no run
+    logged any (vanilla only)."""
+    per_method: dict = {}
+    for run in runs:
+        metrics = final_training_metrics(run.folder, list(TRAINING_DIAGNOSTICS))
+        for name, value in metrics.items():
+            per_method.setdefault(run.method.name, {}).setdefault(name, []).append(value)
+    names = [n for n in TRAINING_DIAGNOSTICS if any(n in m for m in per_method.values())]
+    if not names:
+        return ""
+    lines = [
+        "| method | " + " | ".join(TRAINING_DIAGNOSTICS[name] for name in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for method, metrics in per_method.items():
+        cells = []
+        for name in names:
+            summary = summarize(metrics[name]) if name in metrics else None
+            if summary is None:
+                cells.append("-")
+            else:
+                spread = f" ± {summary.std:.3f}" if summary.n > 1 else ""
+                cells.append(f"{summary.mean:.3f}{spread}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def methods_table(methods: Sequence[Method], rows: Sequence[dict]) -> str:
     """A Markdown table of the methods: config, overrides, mean wall time of a run."""
     lines = [
@@ -303,6 +335,19 @@ def write_report(
         lines += [
             f"![FPR per method and score]({os.path.relpath(fpr_plot, output)})",
             f"![ROC curves, seed {first_seed}]({os.path.relpath(roc_plot, output)})",
+            "",
+        ]
+    diagnostics = training_diagnostics_table(runs)
+    if diagnostics:
+        lines += [
+            "## Training diagnostics",
+            "",
+            "The uncertainty heads over the last 100 training iterations (`vos/*` of each run's "
+            "`metrics.json`), mean ± std over the seeds. A head that learns nothing keeps its "
+            "loss at its chance level (the binary entropy of the batch's ID/outlier mix) and its "
+            "AUROC of real boxes vs virtual outliers near 0.5.",
+            "",
+            diagnostics,
             "",
         ]
     with atomic_write(os.path.join(output, "report.md")) as f:
