@@ -15,6 +15,7 @@ from tiny_detection import tiny_cfg
 
 from vos_det.energy import EnergyUncertaintyHead
 from vos_det.engine import VOSTrainer
+from vos_det.engine.fit_statistics import ground_truth_box_features
 from vos_det.feature_head import FeatureUncertaintyHead
 from vos_det.outlier_synthesis import OutlierSynthesizer, sample_boundary_outliers
 from vos_det.queues import ClassFeatureQueues
@@ -316,6 +317,9 @@ def test_feature_head_and_projection_reach_inference(tiny_datasets, tmp_path):
         instances = model([{"image": item["image"]} for item in batch])[0]["instances"]
     scores = instances.feature_head_scores
     assert len(scores) > 0 and bool(((scores > 0) & (scores < 1)).all())
+    # Post-hoc statistics (tools/fit_feature_statistics.py) fit the projected features too.
+    features, labels = ground_truth_box_features(model, batch)
+    assert features.shape == (len(labels), 8)
 
 
 @pytest.mark.parametrize(
