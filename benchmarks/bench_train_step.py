@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Training-step cost of VOS vs the vanilla detector, measured side by side in one run.
+"""Training-step cost of VOS and its variants vs the vanilla detector, side by side in one run.
 
 1. The demo's small CPU model (configs/Synthetic: GN ResNet-18 FPN Faster R-CNN, 128x128
-   images, batch 4), vanilla and VOS (past START_ITER, queues full), timed on the same batches in alternation.
+   images, batch 4), every method of configs/Synthetic/synthesis_methods.yaml (vanilla, VOS,
+   its MLP head, FEVER-OOD, the feature head, boundary synthesis) past START_ITER with full
+   queues, timed on the same batches in alternation.
 2. The VOS-specific work alone at the VOC shape (20 classes, 1024-d box features, queue 1000,
    10,000 candidates, 256 foreground boxes per step): queue push, statistics, outlier
    synthesis, the outliers' classification and the uncertainty loss with its backward pass.
@@ -22,22 +24,19 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import vos_det
+from vos_det.engine.method_grid import Method, build_config, load_methods
 from vos_det.modeling import VOSOutputLayers
 
 
-def small_model(vos_enabled: bool):
-    """The demo's model (configs/Synthetic), built untrained, past START_ITER."""
-    cfg = get_cfg()
-    vos_det.add_vos_config(cfg)
-    cfg.merge_from_file(vos_det.model_zoo.get_config_file("Synthetic/vos.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "VOS.START_ITER", 0, "VOS.ENABLED", vos_enabled])
+def small_model(method: Method):
+    """The demo's model (configs/Synthetic) of ``method``, built untrained, past START_ITER."""
+    overrides = [*method.overrides, "MODEL.DEVICE", "cpu", "VOS.START_ITER", 0]
+    cfg = build_config(method.config, overrides, output_dir="")
     torch.manual_seed(0)
     return build_model(cfg).train()
 
 
-def random_batch(
-    generator: torch.Generator, num_classes: int, size: int = 128, images: int = 4
-):
+def random_batch(generator: torch.Generator, num_classes: int, size: int = 128, images: int = 4):
     batch = []
     for _ in range(images):
         xy = torch.rand(3, 2, generator=generator) * (size - 50)
@@ -66,27 +65,31 @@ def train_step(model, optimizer, batch) -> float:
 
 
 def bench_small_model(steps: int) -> None:
-    models = {"vanilla": small_model(False), "vos": small_model(True)}
-    queues = models["vos"].roi_heads.box_predictor.queues
-    fill_queues(queues)
+    methods = load_methods(vos_det.model_zoo.get_config_file("Synthetic/synthesis_methods.yaml"))
+    models = {name: small_model(method) for name, method in methods.items()}
+    for model in models.values():
+        queues = model.roi_heads.box_predictor.queues
+        if queues is not None:
+            fill_queues(queues)
     optimizers = {k: torch.optim.SGD(m.parameters(), lr=0.01) for k, m in models.items()}
     times = {k: [] for k in models}
     generator = torch.Generator().manual_seed(0)
+    num_classes = models["vanilla"].roi_heads.num_classes
     with EventStorage(start_iter=1):
         for step in range(steps + 2):
-            batch = random_batch(generator, queues.num_classes)
+            batch = random_batch(generator, num_classes)
             for name, model in models.items():
                 elapsed = train_step(model, optimizers[name], batch)
                 if step >= 2:  # warm-up steps excluded
                     times[name].append(elapsed)
-    vanilla, vos = (statistics.median(times[k]) * 1e3 for k in ("vanilla", "vos"))
+    vanilla = statistics.median(times["vanilla"]) * 1e3
     print(
-        f"demo model (configs/Synthetic, GN R18-FPN, 128x128, batch 4, {queues.num_classes} "
-        f"classes, {queues.dim}-d), {steps} steps each, median:"
+        f"demo model (configs/Synthetic, GN R18-FPN, 128x128, batch 4, {num_classes} classes), "
+        f"{steps} steps each, median ms per step and ratio to vanilla:"
     )
-    print(f"  vanilla step        {vanilla:8.1f} ms")
-    print(f"  VOS step            {vos:8.1f} ms")
-    print(f"  VOS / vanilla       {vos / vanilla:8.3f}  (target <= 1.10)")
+    for name in models:
+        median = statistics.median(times[name]) * 1e3
+        print(f"  {name:<18} {median:8.1f} ms  x{median / vanilla:.3f}")
 
 
 def bench_voc_shape(steps: int, num_fg: int = 256) -> None:
@@ -104,8 +107,8 @@ def bench_voc_shape(steps: int, num_fg: int = 256) -> None:
             classes = torch.randint(0, 20, (num_fg,), generator=generator)
             start = time.perf_counter()
             logits = predictor.cls_score(features)[:, :20]
-            loss = predictor._uncertainty_loss(logits, features, classes)
-            loss.backward()
+            predictor._enqueue(features, classes)
+            sum(predictor._uncertainty_losses(logits, features).values()).backward()
             if step >= 2:
                 times.append(time.perf_counter() - start)
     print(f"VOC shape (20 classes, 1024-d, queue 1000, 10,000 candidates, {num_fg} fg boxes):")
