@@ -17,13 +17,14 @@ import statistics
 import time
 
 import torch
+
+import vos_det  # first: it silences known warnings of the imports below
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-import vos_det
 from vos_det.engine.method_grid import Method, build_config, load_methods
 from vos_det.modeling import VOSOutputLayers
 
