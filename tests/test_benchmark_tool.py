@@ -15,6 +15,7 @@ from scipy import stats
 
 from markdown_tables import markdown_tables
 from tool_scripts import load_tool
+import vos_det
 from vos_det.data.synthetic import SyntheticBenchmarkSpec
 from vos_det.data.synthetic_draws import synthetic_benchmark_setup, synthetic_draw_name
 from vos_det.engine import train_and_evaluate_all
@@ -129,6 +130,21 @@ def test_the_shipped_methods_file_lists_vanilla_and_vos_and_every_method_builds(
     assert methods["vos"].config == "Synthetic/vos.yaml"
     runs = grid_runs(list(methods.values()), [1], str(tmp_path), [])
     assert [run.cfg.VOS.ENABLED for run in runs[:2]] == [False, True]
+
+
+def test_the_synthesis_methods_file_reuses_the_default_grid_and_every_method_builds(tmp_path):
+    methods = load_methods(vos_det.model_zoo.get_config_file("Synthetic/synthesis_methods.yaml"))
+    default = load_methods(benchmark.METHODS_FILE)
+    for name, method in default.items():  # the same runs: reused from the default grid
+        assert (methods[name].config, methods[name].overrides) == (method.config, method.overrides)
+    runs = {
+        run.method.name: run.cfg
+        for run in grid_runs(list(methods.values()), [1], str(tmp_path), [])
+    }
+    assert runs["vos_mlp"].VOS.ENERGY_HEAD.HIDDEN_DIM == 512
+    assert runs["vos_fever"].VOS.FEVER.PENALTY == "least_singular_value"
+    assert runs["vos_boundary"].VOS.SYNTHESIS == "boundary"
+    assert "feature_head" in runs["vos_boundary_w1"].VOS.EVAL.SCORES
 
 
 def test_methods_from_the_command_line_and_from_a_file(tmp_path):
