@@ -10,6 +10,8 @@ import torch
 
 from tool_scripts import TOOLS, load_tool
 
+from vos_det.evaluation.seed_statistics import paired_t_interval
+
 train_classifier = load_tool("train_classifier")
 
 
@@ -40,6 +42,22 @@ def test_quick_run_writes_results_report_and_picture_and_reuses_saved_runs(tmp_p
     assert picture is not None and picture.shape[0] > 3 * 32
     assert "| vos | 64 | vos | 2 |" in open(report).read()
     assert "| vos | 64 | vos | 2 |" in capsys.readouterr().out
+    # The paired differences: VOS's vos score minus vanilla's energy, seed by seed.
+    (paired,) = results["paired"]
+    by_key = {
+        (r["settings"]["method"], r["settings"]["training"]["seed"]): r for r in results["runs"]
+    }
+    for ood_set in ("ood_near", "ood_far"):
+        for metric in ("FPR95", "AUROC"):
+            vos = [by_key["vos", s]["metrics"]["ood"][ood_set]["vos"][metric] for s in (1, 2)]
+            base = [
+                by_key["vanilla", s]["metrics"]["ood"][ood_set]["energy"][metric] for s in (1, 2)
+            ]
+            expected = paired_t_interval(vos, base, 0.95)
+            cell = paired[f"{ood_set}/{metric}"]
+            assert cell["mean"] == pytest.approx(expected.mean)
+            assert cell["half_width"] == pytest.approx(expected.half_width)
+    assert "Paired by seed, VOS (vos score) minus vanilla (energy)" in open(report).read()
     # A second invocation reuses the saved runs: same records, nothing retrained.
     train_classifier.main(argv)
     assert json.loads((output / "results.json").read_text())["runs"] == results["runs"]

@@ -48,7 +48,7 @@ from vos_det.classification import (
 from vos_det.data.shape_scenes import SYNTHETIC_ID_CLASSES
 from vos_det.evaluation.ood_metrics import id_threshold_at_tpr
 from vos_det.evaluation.output_folder import atomic_write
-from vos_det.evaluation.seed_statistics import summarize
+from vos_det.evaluation.seed_statistics import paired_t_interval, summarize
 from vos_det.utils.seeds import add_seeds_argument, expand_seeds
 
 METHODS = ("vanilla", "vos")
@@ -206,6 +206,63 @@ def summary_rows(records: List[dict]) -> List[dict]:
     return rows
 
 
+def paired_differences(records: List[dict], confidence: float = 0.95) -> List[dict]:
+    """Per bottleneck size, VOS (its ``vos`` score) minus vanilla (``energy``) seed by seed, per
+    OOD set and metric: mean and half-width of the ``confidence`` t-interval over the seeds.
+
+    Returns:
+        list[dict]: rows with "bottleneck_dim", "seeds", and ``{"mean", "half_width"}`` under
+        ``"<ood set>/<metric>"``; sizes without both methods on two or more common seeds are left
+        out.
+    """
+    runs = {}
+    for record in records:
+        settings = record["settings"]
+        key = (settings["method"], settings["vos"]["bottleneck_dim"], settings["training"]["seed"])
+        runs[key] = record
+    rows = []
+    for dim in dict.fromkeys(key[1] for key in runs):
+        seeds = sorted(
+            seed
+            for method, size, seed in runs
+            if (method, size) == ("vos", dim) and ("vanilla", dim, seed) in runs
+        )
+        if len(seeds) < 2:
+            continue
+        row = {"bottleneck_dim": dim, "seeds": len(seeds)}
+        for ood_set in OOD_SETS:
+            for metric in ("FPR95", "AUROC"):
+                vos = [runs["vos", dim, s]["metrics"]["ood"][ood_set]["vos"][metric] for s in seeds]
+                base = [
+                    runs["vanilla", dim, s]["metrics"]["ood"][ood_set]["energy"][metric]
+                    for s in seeds
+                ]
+                interval = paired_t_interval(vos, base, confidence)
+                row[f"{ood_set}/{metric}"] = {
+                    "mean": interval.mean,
+                    "half_width": interval.half_width,
+                }
+        rows.append(row)
+    return rows
+
+
+def paired_table(rows: List[dict]) -> str:
+    """The paired rows as a markdown table of ``mean ± half-width`` cells (bold: excludes 0)."""
+    columns = [name for name in rows[0] if isinstance(rows[0][name], dict)]
+    lines = [
+        "| dim | seeds | " + " | ".join(f"Δ{name}" for name in columns) + " |",
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    for row in rows:
+        cells = []
+        for name in columns:
+            mean, half = row[name]["mean"], row[name]["half_width"]
+            text = f"{mean:+.1f} ± {half:.1f}"
+            cells.append(f"**{text}**" if abs(mean) > half else text)
+        lines.append(f"| {row['bottleneck_dim']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown_table(rows: List[dict]) -> str:
     """The summary rows as a markdown table of ``mean ± std`` cells."""
     columns = [name for name in rows[0] if isinstance(rows[0][name], dict)]
@@ -248,18 +305,26 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
                     f"trained in {record['train_seconds']:.0f} s"
                 )
     rows = summary_rows(records)
+    differences = paired_differences(records)
     with atomic_write(os.path.join(args.output_dir, "results.json")) as f:
-        json.dump({"runs": records, "summary": rows}, f, indent=2)
+        json.dump({"runs": records, "summary": rows, "paired": differences}, f, indent=2)
     picture = _copy_picture(args)
     table = markdown_table(rows)
+    paired = (
+        "\n\nPaired by seed, VOS (vos score) minus vanilla (energy): mean ± half-width of the "
+        f"95% t-interval over the seeds; bold: excludes 0.\n\n{paired_table(differences)}"
+        if differences
+        else ""
+    )
     report = os.path.join(args.output_dir, "report.md")
     with atomic_write(report) as f:
         f.write(
             f"# VOS on a classifier: {len(records)} runs ({time.perf_counter() - start:.0f} s)\n\n"
             "Accuracy on the ID test set; FPR95 / AUROC / AUPR (percent) per OOD set and score, "
-            f"mean ± std over seeds.\n\n{table}\n\n![scores]({os.path.basename(picture)})\n"
+            f"mean ± std over seeds.\n\n{table}{paired}\n\n"
+            f"![scores]({os.path.basename(picture)})\n"
         )
-    print(table)
+    print(table + paired)
     print(f"report: {report}")
     return report
 
