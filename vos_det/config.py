@@ -243,7 +243,8 @@ def _check_feature_scores(cfg: CN) -> None:
     capacity = cfg.MODEL.ROI_HEADS.NUM_CLASSES * cfg.VOS.QUEUE_SIZE
     for key in ("VOS.SCORE", "VOS.EVAL.SCORES"):
         value = _value(cfg, key)
-        needing = scores_requiring("queues", [value] if isinstance(value, str) else value)
+        configured = [value] if isinstance(value, str) else value
+        needing = scores_requiring("queues", configured)
         if needing and not _has_feature_queues(heads):
             raise ValueError(
                 f"{key}={value!r}: {', '.join(needing)} read(s) the per-class feature queues, "
@@ -251,10 +252,7 @@ def _check_feature_scores(cfg: CN) -> None:
                 "'VOSROIHeads' (for weights trained with other heads, fit the statistics with "
                 f"tools/fit_feature_statistics.py), or remove them from {key}."
             )
-        without_head = scores_requiring(
-            "feature_head", [value] if isinstance(value, str) else value
-        )
-        if without_head and cfg.VOS.FEATURE_HEAD.HIDDEN_DIM == 0:
+        if scores_requiring("feature_head", configured) and cfg.VOS.FEATURE_HEAD.HIDDEN_DIM == 0:
             raise ValueError(
                 f"{key}={value!r}: the feature_head score needs the feature-space uncertainty "
                 "head: set VOS.FEATURE_HEAD.HIDDEN_DIM > 0 (with VOS.ENABLED), or remove it "
