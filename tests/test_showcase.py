@@ -129,3 +129,25 @@ def test_jobs_must_be_positive(capsys):
     assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
         train_and_evaluate_all({}, jobs=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_quick_schedule_is_a_quarter_of_the_shipped_one(variant, tmp_path):
+    showcase = load_tool("showcase")
+    full = showcase.build_cfg(variant, str(tmp_path), quick=False, opts=[])
+    quick = showcase.build_cfg(variant, str(tmp_path), quick=True, opts=[])
+    assert quick.SOLVER.MAX_ITER == round(full.SOLVER.MAX_ITER / 4)
+    assert quick.SOLVER.CHECKPOINT_PERIOD == round(full.SOLVER.CHECKPOINT_PERIOD / 4)
+    assert len(quick.SOLVER.STEPS) == len(full.SOLVER.STEPS)
+    # The LR steps and the uncertainty loss's start keep their place in the schedule.
+    for quick_step, full_step in zip(quick.SOLVER.STEPS, full.SOLVER.STEPS):
+        assert abs(quick_step / quick.SOLVER.MAX_ITER - full_step / full.SOLVER.MAX_ITER) < 0.01
+    start = (
+        quick.VOS.START_ITER / quick.SOLVER.MAX_ITER,
+        full.VOS.START_ITER / full.SOLVER.MAX_ITER,
+    )
+    assert abs(start[0] - start[1]) < 0.01
+    assert quick.OUTPUT_DIR == str(tmp_path / variant)
+    # Overrides on the command line win over the quick schedule.
+    chosen = showcase.build_cfg(variant, str(tmp_path), quick=True, opts=["SOLVER.MAX_ITER", 7])
+    assert chosen.SOLVER.MAX_ITER == 7

@@ -38,24 +38,37 @@ VARIANTS = {"vanilla": "Synthetic/vanilla.yaml", "vos": "Synthetic/vos.yaml"}
 # The pictures: (model, score) of the energy baseline and of the best configuration that
 # `make benchmark` measured (README: the vanilla model scored by the Mahalanobis distance).
 PICTURE_SETS = {"baseline": ("vanilla", "energy"), "best": ("vanilla", "mahalanobis")}
-# A quick look: a quarter of the schedule, the uncertainty loss over its last 3/8.
-QUICK_OVERRIDES = [
-    "SOLVER.MAX_ITER",
-    250,
-    "SOLVER.STEPS",
-    (190,),
-    "VOS.START_ITER",
-    156,
-    "SOLVER.CHECKPOINT_PERIOD",
-    250,
-]
+QUICK_FRACTION = 4  # --quick: a quarter of the schedule
 PICTURES_PER_SET = 3
 DEMO_PREFIX = "demo_synthetic"  # dataset names of a benchmark chosen with --images/--data-root
 
 
+def quick_overrides(config: str) -> List:
+    """``KEY, VALUE, ...`` that shrink the schedule of ``config`` (a ``VARIANTS`` config) to
+    ``1 / QUICK_FRACTION``: the LR steps, the checkpoint period and VOS.START_ITER keep their
+    place in it (the uncertainty loss over the same last fraction of the steps)."""
+    cfg = build_config(config, [], output_dir="")
+
+    def shrink(iteration: int) -> int:
+        return max(1, round(iteration / QUICK_FRACTION))
+
+    return [
+        "SOLVER.MAX_ITER",
+        shrink(cfg.SOLVER.MAX_ITER),
+        "SOLVER.STEPS",
+        tuple(shrink(step) for step in cfg.SOLVER.STEPS),
+        "VOS.START_ITER",
+        shrink(cfg.VOS.START_ITER),
+        "SOLVER.CHECKPOINT_PERIOD",
+        shrink(cfg.SOLVER.CHECKPOINT_PERIOD),
+    ]
+
+
 def build_cfg(variant: str, output: str, quick: bool, opts: List[str]):
-    overrides = (QUICK_OVERRIDES if quick else []) + list(opts)
-    return build_config(VARIANTS[variant], overrides, os.path.join(output, variant))
+    """The config of ``variant`` writing to ``<output>/<variant>``; ``opts`` apply last."""
+    config = VARIANTS[variant]
+    overrides = (quick_overrides(config) if quick else []) + list(opts)
+    return build_config(config, overrides, os.path.join(output, variant))
 
 
 def evaluation_folder(cfg) -> EvaluationFolder:
