@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 import torch
 
-from vos_det.linalg import robust_cholesky
+from vos_det.feature_statistics import GaussianFeatureStatistics
 from vos_det.outlier_synthesis import OutlierSynthesizer
 from vos_det.queues import ClassFeatureQueues
 
@@ -33,11 +33,13 @@ def load_queues(checkpoint: str) -> ClassFeatureQueues:
     return queues
 
 
-def mahalanobis_radii(queues: ClassFeatureQueues, features: torch.Tensor, labels: torch.Tensor):
-    """[N] distances of [N, D] features to their class means, whitened by the covariance."""
-    factor = robust_cholesky(queues.covariance(), 0.0)
-    offsets = (features.double() - queues.class_means()[labels]).T
-    return torch.linalg.solve_triangular(factor, offsets, upper=False).norm(dim=0).numpy()
+def mahalanobis_radii(
+    statistics: GaussianFeatureStatistics, features: torch.Tensor, labels: torch.Tensor
+) -> np.ndarray:
+    """[N] distances of [N, D] features to their own class means, whitened by the covariance."""
+    columns = torch.searchsorted(statistics.ready_classes, labels)
+    squared = statistics.class_distances(features)[torch.arange(len(labels)), columns]
+    return squared.clamp_min(0).sqrt().numpy()
 
 
 def describe(name: str, radii: np.ndarray) -> None:
@@ -52,16 +54,19 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     queues = load_queues(args.checkpoint)
+    if bool((queues.counts < 2).any()):
+        raise SystemExit(f"every class queue needs 2 features; counts: {queues.counts.tolist()}")
+    statistics = GaussianFeatureStatistics(queues)
     classes = torch.ones(queues.num_classes, dtype=torch.bool)
     real = torch.cat([queues.class_features(k) for k in range(queues.num_classes)])
     real_labels = torch.arange(queues.num_classes).repeat_interleave(queues.fill_counts())
     labels = torch.arange(queues.num_classes).repeat_interleave(args.per_class)
     print(f"Mahalanobis radius, {queues.dim}-d features, {queues.num_classes} classes:")
-    real_radii = mahalanobis_radii(queues, real, real_labels)
+    real_radii = mahalanobis_radii(statistics, real, real_labels)
     describe("real queued features", real_radii)
     for method, candidates in (("gaussian", 10000), ("boundary", 1000)):
         outliers = OutlierSynthesizer(method, candidates, args.per_class)(queues, classes)
-        radii = mahalanobis_radii(queues, outliers, labels)
+        radii = mahalanobis_radii(statistics, outliers, labels)
         describe(f"{method} outliers ({candidates} candidates)", radii)
         print(
             f"    real features beyond their median: {np.mean(real_radii > np.median(radii)):.0%}"
