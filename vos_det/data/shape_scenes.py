@@ -15,7 +15,7 @@ generator it is given.
 
 import dataclasses
 import math
-from typing import List, Sequence, Tuple
+from typing import Any, Callable, List, Sequence, Tuple, TypeVar
 
 import cv2
 import numpy as np
@@ -26,10 +26,13 @@ __all__ = [
     "SYNTHETIC_ID_CLASSES",
     "SYNTHETIC_OOD_CLASSES",
     "ShapeDrawing",
+    "compose_scene",
     "draw_background",
     "draw_shape_mask",
     "pick_colour",
+    "rasterise_polygons",
     "render_scene",
+    "sample_placement",
 ]
 
 SYNTHETIC_ID_CLASSES = ("circle", "square", "triangle")
@@ -57,6 +60,9 @@ _REGULAR_POLYGONS = {"square": (4, 45.0), "triangle": (3, 90.0)}
 _ROUND_VERTICES = 64
 _SUPERSAMPLING = 4  # sub-pixels per pixel side when rasterising shapes
 _FIXED_POINT_SHIFT = 4  # polygon vertices are given to OpenCV with 1/16 sub-pixel precision
+
+_Label = TypeVar("_Label")
+_Drawing = Any  # a frozen dataclass with ``center``, ``radius`` and ``colour`` fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,21 +115,39 @@ class ShapeDrawing:
 def draw_shape_mask(drawing: ShapeDrawing, image_size: int) -> np.ndarray:
     """Rasterise a shape: the pixels the generator paints with its colour.
 
-    A pixel belongs to the shape when at least half of its area does (measured on a
-    ``_SUPERSAMPLING`` x ``_SUPERSAMPLING`` grid of sub-pixels).
-
     Args:
         drawing (ShapeDrawing): the shape.
         image_size (int): side of the square image in pixels.
 
     Returns:
-        np.ndarray: (image_size, image_size) bool mask, True on the shape.
+        np.ndarray: (image_size, image_size) bool mask, True on the shape (see
+        :func:`rasterise_polygons`).
     """
-    filled, cut_out = _outline(drawing)
+    return rasterise_polygons(*_outline(drawing), image_size)
+
+
+def rasterise_polygons(
+    filled: Sequence[np.ndarray], cut_out: Sequence[np.ndarray], image_size: int
+) -> np.ndarray:
+    """Rasterise the union of ``filled`` minus the union of ``cut_out``.
+
+    A pixel belongs to the region when at least half of its area does (measured on a
+    ``_SUPERSAMPLING`` x ``_SUPERSAMPLING`` grid of sub-pixels).
+
+    Args:
+        filled (Sequence[np.ndarray]): polygons, each (K, 2) float (x, y) pixel coordinates.
+        cut_out (Sequence[np.ndarray]): polygons removed from the filled ones.
+        image_size (int): side of the square image in pixels.
+
+    Returns:
+        np.ndarray: (image_size, image_size) bool mask.
+    """
     fine = np.zeros((image_size * _SUPERSAMPLING,) * 2, dtype=np.uint8)
-    cv2.fillPoly(fine, [_fixed_point(p) for p in filled], 1, cv2.LINE_8, _FIXED_POINT_SHIFT)
-    if cut_out:
-        cv2.fillPoly(fine, [_fixed_point(p) for p in cut_out], 0, cv2.LINE_8, _FIXED_POINT_SHIFT)
+    # One call per polygon: OpenCV fills several polygons of one call by the even-odd rule,
+    # which would cut the overlap of two filled polygons out instead of keeping their union.
+    for value, polygons in ((1, filled), (0, cut_out)):
+        for polygon in polygons:
+            cv2.fillPoly(fine, [_fixed_point(polygon)], value, cv2.LINE_8, _FIXED_POINT_SHIFT)
     coverage = fine.reshape(image_size, _SUPERSAMPLING, image_size, _SUPERSAMPLING).sum((1, 3))
     return coverage * 2 >= _SUPERSAMPLING**2
 
@@ -131,11 +155,8 @@ def draw_shape_mask(drawing: ShapeDrawing, image_size: int) -> np.ndarray:
 def render_scene(
     rng: np.random.Generator, classes: Sequence[str], image_size: int
 ) -> Tuple[np.ndarray, List[Tuple[ShapeDrawing, np.ndarray, np.ndarray]]]:
-    """Draw one image: a cluttered background, then one to ``_MAX_OBJECTS`` shapes.
-
-    A shape whose placement would leave an earlier shape less than ``_MIN_VISIBLE_FRACTION``
-    visible is placed again (after ``_PLACEMENT_ATTEMPTS`` failures it is left out); the first
-    shape always fits, so every image holds at least one.
+    """Draw one image: a cluttered background, then one to ``_MAX_OBJECTS`` shapes
+    (:func:`compose_scene` with the shapes of this module).
 
     Args:
         rng (np.random.Generator): source of randomness (consumed).
@@ -146,20 +167,67 @@ def render_scene(
         tuple: (image, objects): image (H, W, 3) uint8 RGB; objects in drawing order, each
         (drawing, (H, W) bool mask of the full shape, (H, W) bool mask of its visible pixels).
     """
+
+    def sample_shape(
+        rng: np.random.Generator, shape: str, placed: Sequence[ShapeDrawing]
+    ) -> Tuple[ShapeDrawing, np.ndarray]:
+        center, radius = sample_placement(rng, image_size, placed)
+        low, high = DETAIL_RANGES.get(shape, (0.0, 0.0))
+        drawing = ShapeDrawing(
+            shape=shape,
+            center=center,
+            radius=radius,
+            angle=round(float(rng.uniform(0.0, 360.0)), 3),
+            detail=round(float(rng.uniform(low, high)), 3),
+            colour=(0, 0, 0),
+        )
+        return drawing, draw_shape_mask(drawing, image_size)
+
+    return compose_scene(rng, classes, image_size, sample_shape)
+
+
+def compose_scene(
+    rng: np.random.Generator,
+    labels: Sequence[_Label],
+    image_size: int,
+    sample_object: Callable[
+        [np.random.Generator, _Label, Sequence[_Drawing]], Tuple[_Drawing, np.ndarray]
+    ],
+) -> Tuple[np.ndarray, List[Tuple[_Drawing, np.ndarray, np.ndarray]]]:
+    """Draw one image: a cluttered background, then one to ``_MAX_OBJECTS`` objects.
+
+    Each object's label is drawn uniformly from ``labels``; ``sample_object(rng, label, placed)``
+    then gives its drawing (a frozen dataclass with ``center``, ``radius`` and ``colour``
+    fields, usually placed by :func:`sample_placement`) and its (H, W) bool mask. An object whose
+    placement would leave an earlier one less than ``_MIN_VISIBLE_FRACTION`` visible is sampled
+    again (after ``_PLACEMENT_ATTEMPTS`` failures it is left out); the first object always fits,
+    so every image holds at least one. Its colour (:func:`pick_colour`) stands out from what it
+    covers.
+
+    Args:
+        rng (np.random.Generator): source of randomness (consumed).
+        labels (Sequence): the object classes to draw from.
+        image_size (int): side of the image in pixels.
+        sample_object (callable): see above; ``placed`` holds the drawings already in the image.
+
+    Returns:
+        tuple: (image, objects): image (H, W, 3) uint8 RGB; objects in drawing order, each
+        (drawing with its colour, (H, W) bool mask of the full object, (H, W) bool mask of its
+        visible pixels).
+    """
     image = draw_background(rng, image_size)
-    drawings: List[ShapeDrawing] = []
+    drawings: List[_Drawing] = []
     masks: List[np.ndarray] = []
     visible: List[np.ndarray] = []
     for _ in range(int(rng.integers(1, _MAX_OBJECTS + 1))):
-        shape = classes[int(rng.integers(len(classes)))]
+        label = labels[int(rng.integers(len(labels)))]
         for _ in range(_PLACEMENT_ATTEMPTS):
-            drawing = _sample_geometry(rng, shape, image_size, drawings)
-            mask = draw_shape_mask(drawing, image_size)
+            drawing, mask = sample_object(rng, label, drawings)
             uncovered = [v & ~mask for v in visible]
             if all(u.sum() >= _MIN_VISIBLE_FRACTION * m.sum() for u, m in zip(uncovered, masks)):
                 break
         else:
-            continue  # every placement hid too much of an earlier shape: leave this one out
+            continue  # every placement hid too much of an earlier object: leave this one out
         drawing = dataclasses.replace(drawing, colour=pick_colour(rng, image, mask))
         image[mask] = drawing.colour
         drawings.append(drawing)
@@ -168,22 +236,22 @@ def render_scene(
     return image, list(zip(drawings, masks, visible))
 
 
-def _sample_geometry(
-    rng: np.random.Generator, shape: str, image_size: int, placed: Sequence[ShapeDrawing]
-) -> ShapeDrawing:
-    """Sample the size, position, rotation and proportion of a shape (colour left black).
+def sample_placement(
+    rng: np.random.Generator, image_size: int, placed: Sequence[_Drawing]
+) -> Tuple[Tuple[float, float], float]:
+    """Sample the circumradius and centre of an object inside the image.
 
-    The shape lies inside the image. With probability ``_NEAR_PLACEMENT_PROBABILITY`` it is
-    centred next to an earlier shape, so that the two overlap or nearly touch.
+    With probability ``_NEAR_PLACEMENT_PROBABILITY`` the object is centred next to an earlier
+    one, so that the two overlap or nearly touch.
 
     Args:
         rng (np.random.Generator): source of randomness (consumed).
-        shape (str): class name.
         image_size (int): side of the image in pixels.
-        placed (Sequence[ShapeDrawing]): shapes already in the image.
+        placed (Sequence): drawings already in the image (their ``center`` and ``radius``).
 
     Returns:
-        ShapeDrawing: the shape, with values rounded as stored in the annotations.
+        tuple: ((x, y) centre, radius) in pixels, rounded to 3 decimals as stored in the
+        annotations.
     """
     scale = image_size / _REFERENCE_SIZE
     radius = rng.uniform(*_RADIUS_RANGE) * scale
@@ -197,15 +265,7 @@ def _sample_geometry(
         center = np.clip(center, radius, image_size - radius)
     else:
         center = rng.uniform(radius, image_size - radius, size=2)
-    low, high = DETAIL_RANGES.get(shape, (0.0, 0.0))
-    return ShapeDrawing(
-        shape=shape,
-        center=(round(float(center[0]), 3), round(float(center[1]), 3)),
-        radius=round(float(radius), 3),
-        angle=round(float(rng.uniform(0.0, 360.0)), 3),
-        detail=round(float(rng.uniform(low, high)), 3),
-        colour=(0, 0, 0),
-    )
+    return (round(float(center[0]), 3), round(float(center[1]), 3)), round(float(radius), 3)
 
 
 def pick_colour(
