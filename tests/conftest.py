@@ -13,6 +13,18 @@ from tiny_detection import (  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def pretrained_weights(tmp_path_factory) -> str:
+    """A tiny corpus-pretrained ResNet-18-GN (2 steps) under Detectron2's names: the
+    MODEL.WEIGHTS with which tests train the pretrained benchmark configs (the real one takes
+    minutes to pretrain)."""
+    from vos_det.pretraining.trainer import PretrainingConfig
+    from vos_det.pretraining.weights import ensure_pretrained
+
+    config = PretrainingConfig(num_classes=3, steps=2, batch_size=6, validation_crops=6)
+    return ensure_pretrained("tiny", str(tmp_path_factory.mktemp("pretrained")), config)
+
+
+@pytest.fixture(scope="session")
 def tiny_datasets(tmp_path_factory):
     """Names of a tiny train set (24 images) and test set (6 images) of coloured rectangles."""
     root = tmp_path_factory.mktemp("tiny")

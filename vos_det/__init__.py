@@ -19,6 +19,7 @@ from .energy import EnergyUncertaintyHead, weighted_energy
 from .evaluation import ood_metrics
 from .modeling import VOSOutputLayers, VOSROIHeads  # registers the heads and the backbone
 from .queues import ClassFeatureQueues
+from .utils import weights as _  # only registration: resolves vos_det://pretrained/<name>
 from .virtual_outliers import sample_virtual_outliers
 
 __version__ = "0.1.0"

@@ -75,6 +75,20 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.FEATURE_HEAD.HIDDEN_DIM = 0
     cfg.VOS.FEATURE_HEAD.NORMALIZE = True
     cfg.VOS.FEATURE_HEAD.LOSS_WEIGHT = 0.1
+    # Box-crop features (vos_det.modeling.crop_encoder), read by the "crop_mahalanobis" and
+    # "crop_knn" scores: each box, made square and widened by MARGIN of its longer side on every
+    # side, is resampled from the input image to SIZE x SIZE pixels and embedded by a frozen copy
+    # of a pretrained ResNet like MODEL.RESNETS (its res5, globally pooled). Class statistics:
+    # QUEUE_SIZE crop features per class of the ground-truth boxes seen in training (or fitted by
+    # tools/fit_feature_statistics.py). SIZE is the input size the ResNet was pretrained at (32
+    # for the embedded benchmark's corpus pretraining, about 224 for ImageNet weights). WEIGHTS:
+    # the checkpoint whose backbone ResNet the encoder holds; "" = MODEL.WEIGHTS. Built only when
+    # a score of VOS.SCORE or VOS.EVAL.SCORES reads crop features.
+    cfg.VOS.CROP_FEATURES = CN()
+    cfg.VOS.CROP_FEATURES.SIZE = 32
+    cfg.VOS.CROP_FEATURES.MARGIN = 0.15
+    cfg.VOS.CROP_FEATURES.QUEUE_SIZE = 1000
+    cfg.VOS.CROP_FEATURES.WEIGHTS = ""
     # Ridge added to the shared covariance: Sigma + COV_EPS * I.
     cfg.VOS.COV_EPS = 1e-4
     # Pushes between exact recomputations of the incrementally kept queue statistics.
@@ -168,6 +182,9 @@ def validate_vos_config(cfg: CN) -> None:
         (vos.STATS_RECOMPUTE_PERIOD >= 1, "VOS.STATS_RECOMPUTE_PERIOD", "must be >= 1"),
         (vos.SCORE in names, "VOS.SCORE", f"must be one of {', '.join(names)}"),
         (vos.KNN_K >= 1, "VOS.KNN_K", "must be >= 1"),
+        (vos.CROP_FEATURES.SIZE >= 16, "VOS.CROP_FEATURES.SIZE", "must be >= 16 pixels"),
+        (vos.CROP_FEATURES.MARGIN >= 0, "VOS.CROP_FEATURES.MARGIN", "must be >= 0"),
+        (vos.CROP_FEATURES.QUEUE_SIZE >= 2, "VOS.CROP_FEATURES.QUEUE_SIZE", "must be >= 2"),
         (
             vos.SYNTHESIS in SYNTHESIS_METHODS,
             "VOS.SYNTHESIS",
@@ -264,6 +281,44 @@ def _check_feature_scores(cfg: CN) -> None:
                 "can hold (MODEL.ROI_HEADS.NUM_CLASSES x VOS.QUEUE_SIZE) for the knn score in "
                 f"{key}: lower VOS.KNN_K or raise VOS.QUEUE_SIZE."
             )
+        _check_crop_scores(cfg, key, value, scores_requiring("crop_features", configured))
+
+
+_RESNET_BACKBONES = ("build_resnet_backbone", "build_resnet_fpn_backbone")
+
+
+def _check_crop_scores(cfg: CN, key: str, value, needing) -> None:
+    """Raise ``ValueError`` when the crop scores ``needing`` (configured in ``key``) cannot
+    work: other heads than VOSROIHeads, a backbone that is not a ResNet, no pretrained weights
+    for the crop encoder, or crop queues too small for ``crop_knn``."""
+    if not needing:
+        return
+    crops = cfg.VOS.CROP_FEATURES
+    problems = [
+        (
+            _has_feature_queues(cfg.MODEL.ROI_HEADS.NAME),
+            f"need MODEL.ROI_HEADS.NAME 'VOSROIHeads' (got {cfg.MODEL.ROI_HEADS.NAME!r})",
+        ),
+        (
+            cfg.MODEL.BACKBONE.NAME in _RESNET_BACKBONES,
+            f"embed crops with a ResNet like the backbone, but MODEL.BACKBONE.NAME is "
+            f"{cfg.MODEL.BACKBONE.NAME!r} (supported: {', '.join(_RESNET_BACKBONES)})",
+        ),
+        (
+            bool(crops.WEIGHTS or cfg.MODEL.WEIGHTS),
+            "embed crops with a pretrained ResNet: set MODEL.WEIGHTS or "
+            "VOS.CROP_FEATURES.WEIGHTS to pretrained weights",
+        ),
+        (
+            "crop_knn" not in needing
+            or cfg.VOS.KNN_K <= cfg.MODEL.ROI_HEADS.NUM_CLASSES * crops.QUEUE_SIZE,
+            f"crop_knn needs VOS.KNN_K={cfg.VOS.KNN_K} <= MODEL.ROI_HEADS.NUM_CLASSES x "
+            "VOS.CROP_FEATURES.QUEUE_SIZE queued crop features",
+        ),
+    ]
+    for ok, problem in problems:
+        if not ok:
+            raise ValueError(f"{key}={value!r}: {', '.join(needing)} {problem}.")
 
 
 def _has_feature_queues(roi_heads_name: str) -> bool:

@@ -13,10 +13,12 @@ one :func:`register_score` away::
 The predictor attaches each computed score to its detections as the field ``<name>_scores``
 (:func:`score_field`).
 
-Built in: the logit scores ``vos``, ``energy``, ``msp``, ``max_logit``, and the feature scores
+Built in: the logit scores ``vos``, ``energy``, ``msp``, ``max_logit``; the feature scores
 ``mahalanobis``, ``relative_mahalanobis``, ``knn``, which read the box features against the
-queues' statistics (:mod:`vos_det.feature_statistics`, factorised once per state of the queues),
-and ``feature_head``, the trained feature-space uncertainty head on the box features.
+queues' statistics (:mod:`vos_det.feature_statistics`, factorised once per state of the queues);
+``crop_mahalanobis`` and ``crop_knn``, the same on box-crop features (each box resampled from
+the image and embedded by the pretrained backbone) against their own class queues; and
+``feature_head``, the trained feature-space uncertainty head on the box features.
 """
 
 import math
@@ -37,6 +39,8 @@ __all__ = [
     "ScoreInputs",
     "compute_scores",
     "get_score",
+    "knn_score",
+    "mahalanobis_score",
     "register_score",
     "score_field",
     "score_names",
@@ -49,6 +53,10 @@ SCORE_REQUIREMENTS = {
     "uncertainty": "the trained energy uncertainty head (VOSOutputLayers.uncertainty)",
     "queues": "the per-class feature queues and their Gaussian statistics",
     "feature_head": "the feature-space uncertainty head (VOS.FEATURE_HEAD.HIDDEN_DIM > 0)",
+    "crop_features": (
+        "the detections' box crops embedded by the pretrained crop encoder, and their class "
+        "queues (VOS.CROP_FEATURES)"
+    ),
 }
 
 #: The default k of the ``knn`` score (``VOS.KNN_K``).
@@ -65,7 +73,9 @@ class ScoreInputs:
         uncertainty (EnergyUncertaintyHead or None): the energy uncertainty head.
         queues (ClassFeatureQueues or None): the class feature queues.
         feature_head (FeatureUncertaintyHead or None): the feature-space uncertainty head.
-        knn_k (int): which nearest queued vector the ``knn`` score measures (``VOS.KNN_K``).
+        crop_features (Tensor or None): (R, C) box-crop features of the same detections.
+        crop_queues (ClassFeatureQueues or None): the class queues of crop features.
+        knn_k (int): which nearest queued vector the ``knn`` scores measure (``VOS.KNN_K``).
     """
 
     fg_logits: Tensor
@@ -73,11 +83,17 @@ class ScoreInputs:
     uncertainty: Optional[EnergyUncertaintyHead] = None
     queues: Optional[ClassFeatureQueues] = None
     feature_head: Optional[FeatureUncertaintyHead] = None
+    crop_features: Optional[Tensor] = None
+    crop_queues: Optional[ClassFeatureQueues] = None
     knn_k: int = DEFAULT_KNN_K
 
     def available(self) -> FrozenSet[str]:
-        """Returns: the names of :data:`SCORE_REQUIREMENTS` these inputs provide."""
-        return frozenset(name for name in SCORE_REQUIREMENTS if getattr(self, name) is not None)
+        """Returns: the names of :data:`SCORE_REQUIREMENTS` these inputs provide ("crop_features"
+        when both the crop features and their queues are there)."""
+        present = {name for name in SCORE_REQUIREMENTS if getattr(self, name, None) is not None}
+        if self.crop_queues is None:
+            present.discard("crop_features")
+        return frozenset(present)
 
 
 @dataclass(frozen=True)
@@ -206,12 +222,23 @@ def _max_logit(inputs: ScoreInputs) -> Tensor:
     return max_logit_score(inputs.fg_logits)
 
 
+def mahalanobis_score(features: Tensor, queues: ClassFeatureQueues) -> Tensor:
+    """Minus the smallest squared Mahalanobis distance of (R, d) features to a class mean of
+    ``queues`` under their shared covariance (Lee et al. 2018), over the classes holding >= 2
+    vectors; (R,) float64."""
+    return -gaussian_statistics(queues).min_class_distance(features)
+
+
+def knn_score(features: Tensor, queues: ClassFeatureQueues, k: int) -> Tensor:
+    """Minus the Euclidean distance of the L2-normalised (R, d) features to their k-th nearest
+    L2-normalised vector of ``queues``, all classes together (Sun et al. 2022); (R,) float64."""
+    return -normalized_feature_bank(queues).kth_neighbour_distance(features, k)
+
+
 @register_score("mahalanobis", requires=("box_features", "queues"), value_range=(-math.inf, 0.0))
 def _mahalanobis(inputs: ScoreInputs) -> Tensor:
-    """Minus the smallest squared Mahalanobis distance of the box feature to a class mean under
-    the shared covariance (Lee et al. 2018), over the classes whose queue holds >= 2 vectors;
-    float64."""
-    return -gaussian_statistics(inputs.queues).min_class_distance(inputs.box_features)
+    """:func:`mahalanobis_score` of the box features against the feature queues."""
+    return mahalanobis_score(inputs.box_features, inputs.queues)
 
 
 @register_score("relative_mahalanobis", requires=("box_features", "queues"))
@@ -223,10 +250,20 @@ def _relative_mahalanobis(inputs: ScoreInputs) -> Tensor:
 
 @register_score("knn", requires=("box_features", "queues"), value_range=(-2.0, 0.0))
 def _knn(inputs: ScoreInputs) -> Tensor:
-    """Minus the Euclidean distance of the L2-normalised box feature to its ``knn_k``-th nearest
-    L2-normalised queued vector, all classes together (Sun et al. 2022); float64."""
-    bank = normalized_feature_bank(inputs.queues)
-    return -bank.kth_neighbour_distance(inputs.box_features, inputs.knn_k)
+    """:func:`knn_score` of the box features against the feature queues (k = ``knn_k``)."""
+    return knn_score(inputs.box_features, inputs.queues, inputs.knn_k)
+
+
+@register_score("crop_mahalanobis", requires=("crop_features",), value_range=(-math.inf, 0.0))
+def _crop_mahalanobis(inputs: ScoreInputs) -> Tensor:
+    """:func:`mahalanobis_score` of the box-crop features against the crop queues."""
+    return mahalanobis_score(inputs.crop_features, inputs.crop_queues)
+
+
+@register_score("crop_knn", requires=("crop_features",), value_range=(-2.0, 0.0))
+def _crop_knn(inputs: ScoreInputs) -> Tensor:
+    """:func:`knn_score` of the box-crop features against the crop queues (k = ``knn_k``)."""
+    return knn_score(inputs.crop_features, inputs.crop_queues, inputs.knn_k)
 
 
 @register_score("feature_head", requires=("box_features", "feature_head"), value_range=(0.0, 1.0))

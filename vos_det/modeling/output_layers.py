@@ -1,7 +1,7 @@
 """VOS box predictor: Fast R-CNN output layers plus feature queues and the uncertainty loss."""
 
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -80,6 +80,8 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         score_names: Sequence[str],
         ood_threshold: Optional[float],
         knn_k: int,
+        crop_feature_dim: int = 0,
+        crop_queue_size: int = 0,
         class_names: Optional[Sequence[str]] = None,
         **kwargs,
     ):
@@ -114,7 +116,11 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             score_names (Sequence[str]): registered scores attached as ``<name>_scores``
                 (``score_name`` is always among them).
             ood_threshold (float or None): flag ``is_ood`` below this score; None = no flag.
-            knn_k (int): the k of the ``knn`` score (distance to the k-th nearest queued vector).
+            knn_k (int): the k of the ``knn`` scores (distance to the k-th nearest queued vector).
+            crop_feature_dim (int): C of the box-crop features (VOS.CROP_FEATURES); with a score
+                of ``score_names`` that reads them, ``crop_queues`` keep ``crop_queue_size`` of
+                them per class (filled by :meth:`push_crop_features`).
+            crop_queue_size (int): crop features kept per class.
             class_names (Sequence[str] or None): the K class names, for messages.
             kwargs: arguments of :class:`FastRCNNOutputLayers`.
         """
@@ -158,6 +164,15 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 eps=cov_eps,
                 recompute_every=stats_recompute_period,
             )
+        self.crop_queues: Optional[ClassFeatureQueues] = None
+        if scores_requiring("crop_features", self.score_names):
+            self.crop_queues = ClassFeatureQueues(
+                self.num_classes,
+                crop_queue_size,
+                crop_feature_dim,
+                eps=cov_eps,
+                recompute_every=stats_recompute_period,
+            )
         if not vos_enabled:
             self.uncertainty.requires_grad_(False)
 
@@ -193,6 +208,8 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             score_names=cfg.VOS.EVAL.SCORES,
             ood_threshold=cfg.VOS.OOD_THRESHOLD,
             knn_k=cfg.VOS.KNN_K,
+            crop_feature_dim=crop_feature_dim(cfg),
+            crop_queue_size=cfg.VOS.CROP_FEATURES.QUEUE_SIZE,
             class_names=_training_class_names(cfg),
         )
         return ret
@@ -248,20 +265,26 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         gt_classes = cat([p.gt_classes for p in proposals], dim=0)
         foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
         fg_features = self.classifier_features(box_features)[foreground]
-        self._enqueue(fg_features, gt_classes[foreground])
+        self._enqueue(self.queues, fg_features, gt_classes[foreground])
         if not self.vos_enabled:
             self._log_queue_fill(get_event_storage())
             return losses
         losses.update(self._uncertainty_losses(scores[foreground, : self.num_classes], fg_features))
         return losses
 
-    def _enqueue(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Push (N, D) detached foreground features; with sync, every worker's go in."""
+    def push_crop_features(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Queue (N, C) box-crop features of ground-truth boxes with their (N,) classes."""
+        self._enqueue(self.crop_queues, features, labels)
+
+    def _enqueue(
+        self, queues: ClassFeatureQueues, features: torch.Tensor, labels: torch.Tensor
+    ) -> None:
+        """Push (N, D) detached features; with sync, every worker's go in."""
         features = features.detach().float()
         if self.sync_queues:
             rows = all_gather_rows(torch.cat([features, labels.float()[:, None]], dim=1))
             features, labels = rows[:, :-1], rows[:, -1].long()
-        self.queues.push(features, labels)
+        queues.push(features, labels)
 
     def _uncertainty_losses(
         self, fg_logits: torch.Tensor, fg_features: torch.Tensor
@@ -319,6 +342,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         predictions: Tuple[torch.Tensor, torch.Tensor],
         proposals: List[Instances],
         box_features: Optional[torch.Tensor] = None,
+        crop_features: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None,
     ) -> Tuple[List[Instances], List[torch.Tensor]]:
         """Detectron2's detections, each with ``fg_logits``, ``max_class_probs``,
         ``<name>_scores`` of every score, ``id_scores`` (and ``is_ood`` when a threshold is set),
@@ -330,6 +354,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             box_features (Tensor or None): (R, D) the box head's features of the proposals;
                 :class:`VOSROIHeads` passes them, and scores that read them need them (they
                 read :meth:`classifier_features`).
+            crop_features (callable or None): ``crop_features(i, boxes)`` -> (R_i, C) box-crop
+                features of image ``i``'s (R_i, 4) detected boxes; needed by the crop scores
+                (:class:`VOSROIHeads` passes its crop encoder).
         """
         instances, kept = super().inference(predictions, proposals)
         scores, deltas = predictions
@@ -346,12 +373,15 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         ):
             rows = _proposal_rows(kept_rows, logits, image_deltas)
             result.max_class_probs = image_probs[rows, : self.num_classes].max(dim=1).values
+            wants_crops = crop_features is not None and self.crop_queues is not None
             inputs = ScoreInputs(
                 fg_logits=logits[rows, : self.num_classes],
                 box_features=features[index][rows] if features is not None else None,
                 uncertainty=self.uncertainty,
                 queues=self.queues,
                 feature_head=self.feature_head,
+                crop_features=crop_features(index, result.pred_boxes.tensor) if wants_crops else None,
+                crop_queues=self.crop_queues,
                 knn_k=self.knn_k,
             )
             self._attach_scores(result, inputs)
@@ -370,7 +400,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         missing = [
             name
-            for name in ("queues", "uncertainty", "feature_head")
+            for name in ("queues", "crop_queues", "uncertainty", "feature_head")
             if getattr(self, name) is not None
             and not any(key.startswith(f"{prefix}{name}.") for key in state_dict)
         ]
@@ -382,6 +412,11 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 prefix.rstrip("."),
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def crop_feature_dim(cfg) -> int:
+    """C of the box-crop features: the channels of a ResNet's res5 (8 x RES2_OUT_CHANNELS)."""
+    return 8 * cfg.MODEL.RESNETS.RES2_OUT_CHANNELS
 
 
 def _training_class_names(cfg) -> Optional[List[str]]:
