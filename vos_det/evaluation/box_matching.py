@@ -29,6 +29,7 @@ __all__ = [
     "derive_score_threshold",
     "f1_optimal_thresholds",
     "match_detections",
+    "pairwise_iou",
     "paper_score_threshold",
 ]
 
@@ -56,7 +57,7 @@ class ScoreThreshold:
     per_class: Dict[str, float] = field(default_factory=dict)
 
 
-def _pairwise_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+def pairwise_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
     """Intersection over union of XYXY boxes (continuous coordinates, no +1).
 
     Args:
@@ -131,7 +132,7 @@ def match_detections(
         gts = gt_order[gt_starts[image] : gt_starts[image + 1]]
         if len(dets) == 0 or len(gts) == 0:
             continue
-        iou = _pairwise_iou(detections["box"][dets], ground_truth["box"][gts])
+        iou = pairwise_iou(detections["box"][dets], ground_truth["box"][gts])
         other_class = detections["pred_class"][dets][:, None] != ground_truth["class"][gts][None]
         iou[other_class] = -1.0
         best = iou.argmax(axis=1)

@@ -4,7 +4,8 @@ The rest of :mod:`vos_det.evaluation` works on plain arrays; this module alone r
 Detectron2's ``MetadataCatalog`` and dataset dicts and writes Detectron2's results format.
 """
 
-from typing import Dict, Iterable, List, Sequence, Tuple
+import json
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.data import MetadataCatalog
@@ -12,7 +13,13 @@ from detectron2.structures import BoxMode
 
 from .protocol import ProtocolResult
 
-__all__ = ["ground_truth_arrays", "is_ood_dataset", "split_id_and_ood", "to_detectron2_results"]
+__all__ = [
+    "ground_truth_arrays",
+    "is_ood_dataset",
+    "ood_object_arrays",
+    "split_id_and_ood",
+    "to_detectron2_results",
+]
 
 
 def is_ood_dataset(name: str) -> bool:
@@ -73,6 +80,40 @@ def ground_truth_arrays(dataset_dicts: Iterable[dict]) -> Dict[str, np.ndarray]:
         "box": np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
         "class": np.asarray(classes, dtype=np.int64),
     }
+
+
+def ood_object_arrays(name: str) -> Optional[Tuple[Dict[str, np.ndarray], List[str]]]:
+    """The annotated objects of an OOD set registered with a COCO-format file, if it has any.
+
+    OOD sets are evaluated without their annotations; diagnostics use them to tell which
+    unseen objects pass as ID (the synthetic benchmark and COCO record them).
+
+    Args:
+        name (str): a registered OOD set.
+
+    Returns:
+        tuple or None: ("image_id" (G,), "box" (G, 4) float64 XYXY, "class" (G,) int64 indices
+        into the names; the category names in id order), or None when the set has no
+        ``json_file`` or it lists no annotations.
+    """
+    json_file = MetadataCatalog.get(name).get("json_file")
+    if not json_file:
+        return None
+    with open(json_file, encoding="utf-8") as f:
+        content = json.load(f)
+    annotations = [a for a in content.get("annotations", []) if not a.get("iscrowd", 0)]
+    if not annotations:
+        return None
+    categories = sorted(content.get("categories", []), key=lambda c: c["id"])
+    index = {category["id"]: i for i, category in enumerate(categories)}
+    boxes = np.asarray([a["bbox"] for a in annotations], dtype=np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    arrays = {
+        "image_id": np.asarray([a["image_id"] for a in annotations]),
+        "box": boxes,
+        "class": np.asarray([index[a["category_id"]] for a in annotations], dtype=np.int64),
+    }
+    return arrays, [category["name"] for category in categories]
 
 
 def to_detectron2_results(result: ProtocolResult) -> Dict[str, Dict[str, Dict[str, float]]]:
