@@ -273,12 +273,15 @@ def test_bad_methods_are_refused_before_anything_runs(tmp_path):
 # --- the tool end to end ------------------------------------------------------------------
 
 
-def _invoke(root: Path, *overrides: str):
-    """The tool on the tiny draw of data seed 1, methods vanilla and vos, seeds 1 and 2."""
+def _invoke(root: Path, weights: str, *overrides: str):
+    """The tool on the tiny draw of data seed 1, methods vanilla and vos, seeds 1 and 2,
+    fine-tuning ``weights``."""
     arguments = ["--output", str(root / "out"), "--images", "8", "4", "4", "--data-seed", "1"]
     arguments += ["--data-root", str(root / "data"), "--jobs", "2", "--seeds", "2"]
     arguments += ["--baseline", "vanilla", "energy", "--baseline", "vos", "energy"]
-    return benchmark.main(arguments + ["--", *TINY_OVERRIDES, *overrides])
+    return benchmark.main(
+        arguments + ["--", *TINY_OVERRIDES, "MODEL.WEIGHTS", weights, *overrides]
+    )
 
 
 def _record_times(output: Path) -> dict:
@@ -286,9 +289,9 @@ def _record_times(output: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def first_invocation(tmp_path_factory):
+def first_invocation(tmp_path_factory, pretrained_weights):
     root = tmp_path_factory.mktemp("benchmark")
-    return root, _invoke(root)
+    return root, _invoke(root, pretrained_weights)
 
 
 @pytest.mark.slow
@@ -421,17 +424,17 @@ def test_each_run_logs_to_its_own_log_only(first_invocation):
 
 @pytest.mark.slow
 def test_the_same_command_again_trains_nothing_and_a_changed_one_is_refused(
-    first_invocation, capsys
+    first_invocation, pretrained_weights, capsys
 ):
     root, done = first_invocation
     before = _record_times(root / "out")
     assert len(before) == 4
-    again = _invoke(root)
+    again = _invoke(root, pretrained_weights)
     assert again.trained == []
     assert _record_times(root / "out") == before
     assert "synthetic_8_4_4_seed1_ood_test: mean ± std" in capsys.readouterr().out
     with pytest.raises(
         ChangedRunsError, match=r"4 saved run\(s\) .*VOS.EVAL.SCORE_THRESHOLD: 0.0 -> 0.01"
     ):
-        _invoke(root, "VOS.EVAL.SCORE_THRESHOLD", "0.01")
+        _invoke(root, pretrained_weights, "VOS.EVAL.SCORE_THRESHOLD", "0.01")
     assert _record_times(root / "out") == before

@@ -27,6 +27,7 @@ from vos_det.classification import (
     train_classifier,
 )
 from vos_det import outlier_synthesis as synthesis_module
+from vos_det.pretraining.trainer import normalize_rgb
 from vos_det.scores import get_score
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vos_det"
@@ -267,3 +268,22 @@ def test_a_seed_gives_identical_results_twice():
     assert set(metrics_a["ood"]["ood"]["vos"]) == {"FPR95", "AUROC", "AUPR"}
     _, history_c, _ = _train_tiny(seed=5)
     assert history_c[0]["loss_cls"] != history_a[0]["loss_cls"]
+
+
+def test_a_frozen_pretrained_backbone_keeps_its_weights_while_the_heads_train(pretrained_weights):
+    from vos_det.classification import PretrainedResNet
+    from vos_det.pretraining.weights import load_pretrained_backbone
+
+    backbone = PretrainedResNet(load_pretrained_backbone(pretrained_weights), frozen=True)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    model = build_classifier(3, VOSClassifierConfig(bottleneck_dim=8, queue_size=4), 0, backbone=backbone)
+    assert model.backbone is backbone and backbone.out_features == 512
+    heads = {k: v.clone() for k, v in model.bottleneck.state_dict().items()}
+    images, labels = torch.rand(12, 3, 32, 32), torch.arange(12) % 3
+    train_classifier(model, images, labels, TrainingConfig(epochs=1, batch_size=6))
+    for name, value in backbone.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert not torch.equal(model.bottleneck.state_dict()["0.weight"], heads["0.weight"])
+    with torch.no_grad():  # the backbone reads RGB in [0, 1] normalised as in pretraining
+        expected = backbone.resnet.pooled(normalize_rgb(images[:2]))
+    torch.testing.assert_close(backbone(images[:2]), expected)

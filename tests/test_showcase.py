@@ -14,7 +14,7 @@ VARIANTS = ("vanilla", "vos")
 
 
 @pytest.fixture(scope="module")
-def demo_report(tmp_path_factory):
+def demo_report(tmp_path_factory, pretrained_weights):
     root = tmp_path_factory.mktemp("tinysyn")
     output = root / "demo"
     overrides = [
@@ -38,8 +38,10 @@ def demo_report(tmp_path_factory):
         100,
         "VOS.EVAL.SCORE_THRESHOLD",
         0.0,
-        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",  # 4 steps from scratch: keep low-probability boxes
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST",  # 4 steps: keep low-probability boxes
         0.0,
+        "MODEL.WEIGHTS",
+        pretrained_weights,
     ]
     arguments = [
         "--output",

@@ -231,12 +231,12 @@ def test_spec_defaults_and_manifest_parameters():
     assert type(spec.num_train) is int and spec == SyntheticBenchmarkSpec(num_train=7)
     assert list(spec.as_dict().items()) == [
         ("num_train", 7),
-        ("num_id_test", 100),
-        ("num_ood_test", 100),
+        ("num_id_test", 500),
+        ("num_ood_test", 500),
         ("image_size", 128),
         ("seed", 0),
     ]
-    assert spec.split_sizes() == {"train": 7, "id_test": 100, "ood_test": 100}
+    assert spec.split_sizes() == {"train": 7, "id_test": 500, "ood_test": 500}
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ import sys
 from typing import Callable, List, Optional, Sequence
 
 import vos_det  # first: it silences known warnings of the imports below
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from tqdm import tqdm
 
 from vos_det.data.synthetic_draws import (
@@ -55,6 +55,8 @@ from vos_det.engine.method_grid import (
     read_run_record,
     write_run_record,
 )
+from vos_det.evaluation.detectron2_adapters import ground_truth_arrays, ood_object_arrays
+from vos_det.evaluation.diagnostics_report import diagnostics_tables, run_diagnostics
 from vos_det.evaluation.output_folder import atomic_write
 from vos_det.evaluation.seed_report import (
     common_value,
@@ -67,9 +69,12 @@ from vos_det.evaluation.seed_report import (
 )
 from vos_det.evaluation.seed_statistics import summarize
 from vos_det.utils.seeds import add_seeds_argument, expand_seeds
+from vos_det.utils.weights import ensure_pretrained_weights
 
 METHODS_FILE = vos_det.model_zoo.get_config_file("Synthetic/benchmark_methods.yaml")
 CONFIDENCE = 0.95
+#: The scores whose "passes as which ID class" diagnostics the report shows.
+DIAGNOSED_SCORES = ("energy", "mahalanobis", "crop_mahalanobis")
 
 
 @dataclasses.dataclass
@@ -258,6 +263,20 @@ def training_diagnostics_table(runs: Sequence[GridRun]) -> str:
     return "\n".join(lines)
 
 
+def grid_diagnostics(runs: Sequence[GridRun], datasets: dict) -> dict:
+    """Per method, each run's :func:`run_diagnostics` (kept boxes against the ground truth)."""
+    id_set = datasets["id_test"]
+    id_truth = ground_truth_arrays(DatasetCatalog.get(id_set))
+    ood_truth = {name: ood_object_arrays(name) for name in [datasets["ood_test"]]}
+    ood_truth = {name: value for name, value in ood_truth.items() if value is not None}
+    class_names = MetadataCatalog.get(id_set).thing_classes
+    per_method: dict = {}
+    for run in runs:
+        diagnostics = run_diagnostics(run.evaluation.read_run(), id_truth, ood_truth, class_names)
+        per_method.setdefault(run.method.name, []).append(diagnostics)
+    return per_method
+
+
 def methods_table(methods: Sequence[Method], rows: Sequence[dict]) -> str:
     """A Markdown table of the methods: config, overrides, mean wall time of a run."""
     lines = [
@@ -276,7 +295,11 @@ def methods_table(methods: Sequence[Method], rows: Sequence[dict]) -> str:
 
 
 def write_report(
-    args: argparse.Namespace, methods: List[Method], runs: List[GridRun], rows: List[dict]
+    args: argparse.Namespace,
+    methods: List[Method],
+    runs: List[GridRun],
+    rows: List[dict],
+    diagnostics: dict,
 ) -> List[str]:
     """Write ``<output>/report.md`` and its plots; return the tables (to print)."""
     output = args.output
@@ -337,6 +360,19 @@ def write_report(
             f"![ROC curves, seed {first_seed}]({os.path.relpath(roc_plot, output)})",
             "",
         ]
+        explained = diagnostics_tables(diagnostics, ood_set, DIAGNOSED_SCORES)
+        if explained:
+            lines += [
+                f"### What the numbers are made of ({ood_set})",
+                "",
+                "Means over the seeds. A kept OOD box belongs to the OOD object it covers (IoU >= "
+                "0.5) or is a fragment (a part of an object, or clutter); it passes as ID when "
+                "its score reaches the value 95% of kept ID boxes reach, so a class's pass rate "
+                "is its own FPR95. The passing boxes take the ID class the detector gave them.",
+                "",
+                explained,
+                "",
+            ]
     diagnostics = training_diagnostics_table(runs)
     if diagnostics:
         lines += [
@@ -382,12 +418,13 @@ def main(argv: Optional[Sequence[str]] = None) -> BenchmarkOutput:
     runs = grid_runs(methods, args.seeds, args.output, dataset_overrides(datasets) + args.opts)
     pending = plan_runs(runs, args.rerun_changed)
     if pending:
+        ensure_pretrained_weights(run.cfg for run in pending)
         train_pending(runs, pending, args.jobs, setup, datasets["train"])
     rows = run_rows(runs, args.data_seed)
     results = os.path.join(args.output, "results.json")
     with atomic_write(results) as f:
         json.dump({"datasets": datasets, "baselines": args.baselines, "runs": rows}, f, indent=2)
-    tables = write_report(args, methods, runs, rows)
+    tables = write_report(args, methods, runs, rows, grid_diagnostics(runs, datasets))
     print("\n".join(tables))
     report = os.path.join(args.output, "report.md")
     print(f"report: {report}")

@@ -18,6 +18,11 @@ saved with the same settings is not trained again. Writes ``<output>/results.jso
 ``<output>/report.md`` (mean ± std over seeds of the accuracy and of FPR95 / AUROC / AUPR per
 OOD set and score) and ``<output>/scores.png`` (the first VOS run's test images with their
 ID-ness scores: green kept as ID at 95% TPR, red flagged).
+
+The backbone (``--backbone``): ``pretrained`` (default), the benchmark detector's ResNet-18-GN
+pretrained on the procedural corpus (``make pretrain``; built on first use) and kept frozen, as
+users start from ImageNet weights; ``scratch``, the small CNN trained from scratch (the regime
+before pretraining; ``--quick`` uses it, to stay a seconds-long smoke test).
 """
 
 import argparse
@@ -34,6 +39,7 @@ import numpy as np
 import torch
 
 from vos_det.classification import (
+    PretrainedResNet,
     ClassificationBenchmarkSpec,
     TrainingConfig,
     VOSClassifierConfig,
@@ -49,9 +55,16 @@ from vos_det.data.shape_scenes import SYNTHETIC_ID_CLASSES
 from vos_det.evaluation.ood_metrics import id_threshold_at_tpr
 from vos_det.evaluation.output_folder import atomic_write
 from vos_det.evaluation.seed_statistics import paired_t_interval, summarize
+from vos_det.pretraining.weights import (
+    PRETRAINED_MODELS,
+    load_pretrained_backbone,
+    pretrain_with_progress,
+)
 from vos_det.utils.seeds import add_seeds_argument, expand_seeds
 
 METHODS = ("vanilla", "vos")
+BACKBONES = ("pretrained", "scratch")
+PRETRAINED = "synthetic_R18_GN"  # the named pretraining the "pretrained" backbone loads
 OOD_SETS = ("ood_near", "ood_far")
 TPR = 0.95
 GRID_IMAGES = 10  # images per row of the picture grid
@@ -85,7 +98,16 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--num-select", type=int, default=1, help="virtual outliers per class and step (1)"
     )
-    parser.add_argument("--width", type=int, default=16, help="channels of the CNN's 1st stage")
+    parser.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default="pretrained",
+        help="the frozen corpus-pretrained ResNet-18-GN (default; built on first use) or the "
+        "small CNN trained from scratch",
+    )
+    parser.add_argument(
+        "--width", type=int, default=16, help="channels of the scratch CNN's 1st stage"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke test: 48 training images, tiny CNN"
     )
@@ -96,6 +118,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     if args.quick:
         args.epochs = 1
         args.width = 4
+        args.backbone = "scratch"
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.start_epoch is None:
@@ -127,12 +150,17 @@ def run_settings(args: argparse.Namespace, method: str, dim: int, seed: int) -> 
         num_select=args.num_select,
         **(QUICK_OVERRIDES if args.quick else {}),
     )
+    backbone = {"name": args.backbone}
+    if args.backbone == "scratch":
+        backbone["width"] = args.width
+    else:
+        backbone["pretraining"] = dataclasses.asdict(PRETRAINED_MODELS[PRETRAINED])
     return {
         "method": method,
         "benchmark": dataclasses.asdict(spec),
         "training": dataclasses.asdict(training),
         "vos": dataclasses.asdict(vos),
-        "width": args.width,
+        "backbone": backbone,
     }
 
 
@@ -144,7 +172,13 @@ def train_run(settings: dict, data: Dict[str, tuple], folder: str) -> dict:
     """
     vos = VOSClassifierConfig(**{**settings["vos"], "scores": tuple(settings["vos"]["scores"])})
     training = TrainingConfig(**settings["training"])
-    model = build_classifier(len(SYNTHETIC_ID_CLASSES), vos, training.seed, settings["width"])
+    model = build_classifier(
+        len(SYNTHETIC_ID_CLASSES),
+        vos,
+        training.seed,
+        settings["backbone"].get("width", 16),
+        _pretrained_backbone() if settings["backbone"]["name"] == "pretrained" else None,
+    )
     start = time.perf_counter()
     history = train_classifier(model, *data["train"], training)
     train_seconds = time.perf_counter() - start
@@ -161,6 +195,11 @@ def train_run(settings: dict, data: Dict[str, tuple], folder: str) -> dict:
     with atomic_write(os.path.join(folder, "run.json")) as f:
         json.dump(record, f, indent=2)
     return record
+
+
+def _pretrained_backbone() -> PretrainedResNet:
+    """The frozen corpus-pretrained ResNet (pretrained here first when it is not cached)."""
+    return PretrainedResNet(load_pretrained_backbone(pretrain_with_progress(PRETRAINED)), frozen=True)
 
 
 def _write_grid(method: str, data: Dict[str, tuple], scores: dict, path: str) -> None:

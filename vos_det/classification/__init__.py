@@ -15,7 +15,13 @@ from .data import (
     render_classification_image,
 )
 from .figure import score_grid
-from .model import CLASSIFIER_SCORES, SmallCNN, VOSClassifier, VOSClassifierConfig
+from .model import (
+    CLASSIFIER_SCORES,
+    PretrainedResNet,
+    SmallCNN,
+    VOSClassifier,
+    VOSClassifierConfig,
+)
 from .training import (
     TrainingConfig,
     build_classifier,
@@ -28,6 +34,7 @@ __all__ = [
     "CLASSIFICATION_SPLITS",
     "CLASSIFIER_SCORES",
     "ClassificationBenchmarkSpec",
+    "PretrainedResNet",
     "SmallCNN",
     "TrainingConfig",
     "VOSClassifier",

@@ -17,11 +17,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..energy import EnergyUncertaintyHead
+from ..pretraining.resnet import ResNetGN
+from ..pretraining.trainer import normalize_rgb
 from ..outlier_synthesis import OutlierSynthesizer
 from ..queues import ClassFeatureQueues
 from ..scores import DEFAULT_KNN_K, ScoreInputs, compute_scores, get_score
 
-__all__ = ["CLASSIFIER_SCORES", "SmallCNN", "VOSClassifier", "VOSClassifierConfig"]
+__all__ = [
+    "CLASSIFIER_SCORES",
+    "PretrainedResNet",
+    "SmallCNN",
+    "VOSClassifier",
+    "VOSClassifierConfig",
+]
 
 #: Every registered score applies to a classifier: the logit scores and the feature scores.
 CLASSIFIER_SCORES = (
@@ -122,6 +130,35 @@ class SmallCNN(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Args: images (Tensor): [N, 3, H, W] in [0, 1]. Returns: [N, 4 * width] features."""
         return self.layers(images)
+
+
+class PretrainedResNet(nn.Module):
+    """A pretrained :class:`~vos_det.pretraining.resnet.ResNetGN` as a classifier backbone: RGB
+    images in [0, 1] are normalised as in pretraining (:func:`normalize_rgb`), the last stage is
+    globally pooled.
+
+    With ``frozen`` the ResNet keeps its pretrained weights (no gradients, run without
+    autograd), as the detector's frozen backbone does; otherwise it is fine-tuned.
+    """
+
+    def __init__(self, resnet: ResNetGN, frozen: bool = False):
+        """
+        Args:
+            resnet (ResNetGN): the pretrained network (e.g.
+                :func:`~vos_det.pretraining.weights.load_pretrained_backbone`).
+            frozen (bool): keep its weights fixed.
+        """
+        super().__init__()
+        self.resnet = resnet
+        self.frozen = frozen
+        self.out_features = resnet.out_channels["res5"]
+        if frozen:
+            self.resnet.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Args: images (Tensor): [N, 3, H, W] RGB in [0, 1]. Returns: [N, C5] features."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.resnet.pooled(normalize_rgb(images))
 
 
 class VOSClassifier(nn.Module):

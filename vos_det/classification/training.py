@@ -9,11 +9,11 @@ OOD set and score, FPR95 / AUROC / AUPR with the detector's metrics code
 import dataclasses
 import math
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..evaluation.ood_metrics import ood_metrics
 from .model import SmallCNN, VOSClassifier, VOSClassifierConfig
@@ -70,11 +70,24 @@ class TrainingConfig:
 
 
 def build_classifier(
-    num_classes: int, config: VOSClassifierConfig, seed: int, width: int = 16
+    num_classes: int,
+    config: VOSClassifierConfig,
+    seed: int,
+    width: int = 16,
+    backbone: Optional[nn.Module] = None,
 ) -> VOSClassifier:
-    """A :class:`VOSClassifier` on a :class:`SmallCNN`, initialised from ``seed``."""
+    """A :class:`VOSClassifier` whose new layers are initialised from ``seed``.
+
+    Args:
+        num_classes (int): K.
+        config (VOSClassifierConfig): VOS hyper-parameters.
+        seed (int): seeds the initialisation.
+        width (int): first-stage channels of the :class:`SmallCNN` built when no ``backbone``.
+        backbone (nn.Module or None): a pretrained backbone with ``out_features`` (e.g.
+            :class:`PretrainedResNet`); None: a :class:`SmallCNN` trained from scratch.
+    """
     torch.manual_seed(seed)
-    backbone = SmallCNN(width)
+    backbone = backbone if backbone is not None else SmallCNN(width)
     return VOSClassifier(backbone, backbone.out_features, num_classes, config)
 
 

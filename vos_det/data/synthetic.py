@@ -101,8 +101,8 @@ class SyntheticBenchmarkSpec:
     """
 
     num_train: int = 400
-    num_id_test: int = 100
-    num_ood_test: int = 100
+    num_id_test: int = 500
+    num_ood_test: int = 500
     image_size: int = 128
     seed: int = 0
 
@@ -131,7 +131,7 @@ def generate_synthetic_benchmark(
     Args:
         root (str): output folder. It must be missing, empty or a synthetic benchmark folder (an
             existing folder holding anything else is never overwritten).
-        spec (SyntheticBenchmarkSpec): generation parameters (400 / 100 / 100 images of
+        spec (SyntheticBenchmarkSpec): generation parameters (400 / 500 / 500 images of
             128x128 pixels, seed 0 by default).
 
     Returns:

@@ -117,12 +117,13 @@ def diagnostics_tables(
             ["method", "kept ID boxes matching no object (%)"]
             + [f"kept OOD boxes: {c}" for c in classes],
             tablefmt="pipe",
+            disable_numparse=True,
         ),
-        tabulate(fpr_rows, ["method", "score"] + [f"FPR: {c}" for c in classes], tablefmt="pipe"),
+        tabulate(fpr_rows, ["method", "score"] + [f"FPR: {c}" for c in classes], tablefmt="pipe", disable_numparse=True),
     ]
     if as_rows:
         header = ["method", "score", "OOD class"] + [f"passes as {c} (%)" for c in id_classes]
-        tables.append(tabulate(as_rows, header, tablefmt="pipe"))
+        tables.append(tabulate(as_rows, header, tablefmt="pipe", disable_numparse=True))
     return "\n\n".join(tables)
 
 
