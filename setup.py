@@ -19,8 +19,9 @@ setup(
         "opencv-python-headless",
         "matplotlib",
         "pillow",
+        "scipy",
         "tabulate",
         "tqdm",
     ],
-    extras_require={"test": ["pytest>=7", "scipy", "scikit-learn"]},
+    extras_require={"test": ["pytest>=7", "scikit-learn"]},
 )

@@ -24,9 +24,9 @@ from detectron2.modeling.roi_heads import build_box_head
 from detectron2.structures import Boxes, Instances
 
 import vos_det
-from vos_det.feature_statistics import GaussianFeatureStatistics, NormalizedFeatureBank
+from vos_det.core.feature_statistics import GaussianFeatureStatistics, NormalizedFeatureBank
 from vos_det.modeling import VOSOutputLayers
-from vos_det.scores import ScoreInputs, compute_scores
+from vos_det.core.scores import ScoreInputs, compute_scores
 
 NUM_CLASSES, FEATURE_DIM, QUEUE_SIZE, NUM_PROPOSALS = 20, 1024, 1000, 1000
 IMAGE_SIZE = (800, 1067)

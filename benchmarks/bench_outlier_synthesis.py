@@ -29,9 +29,9 @@ from typing import Callable
 
 import torch
 
-from vos_det.linalg import robust_cholesky
-from vos_det.queues import ClassFeatureQueues
-from vos_det.virtual_outliers import (
+from vos_det.core.linalg import robust_cholesky
+from vos_det.core.queues import ClassFeatureQueues
+from vos_det.core.virtual_outliers import (
     sample_virtual_outliers,
     sample_virtual_outliers_bruteforce,
 )

@@ -25,7 +25,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from vos_det.engine.method_grid import Method, build_config, load_methods
+from vos_det.experiments.method_grid import Method, build_config, load_methods
 from vos_det.modeling import VOSOutputLayers
 
 

@@ -2,7 +2,7 @@
 """Where the virtual outliers of a trained model lie, next to its real features.
 
 Loads the class feature queues of a checkpoint (a model trained with VOS or with a feature
-score), draws outliers with each synthesis method of :mod:`vos_det.outlier_synthesis`, and prints
+score), draws outliers with each synthesis method of :mod:`vos_det.core.outlier_synthesis`, and prints
 the Mahalanobis radius (distance to the class mean under the queues' shared covariance) of the
 queued real features and of the outliers. Outliers that should teach a head "what is not a known
 object" must lie beyond most real features, and not absurdly far.
@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 import torch
 
-from vos_det.feature_statistics import GaussianFeatureStatistics
-from vos_det.outlier_synthesis import OutlierSynthesizer
-from vos_det.queues import ClassFeatureQueues
+from vos_det.core.feature_statistics import GaussianFeatureStatistics
+from vos_det.core.outlier_synthesis import OutlierSynthesizer
+from vos_det.core.queues import ClassFeatureQueues
 
 QUEUES = "roi_heads.box_predictor.queues."
 

@@ -5,6 +5,10 @@ import json
 import math
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +16,17 @@ import pytest
 import yaml
 from detectron2.data import MetadataCatalog
 from scipy import stats
+from sklearn.metrics import roc_curve
 
 from markdown_tables import markdown_tables
-from tool_scripts import load_tool
 import vos_det
 from vos_det.data.synthetic import SyntheticBenchmarkSpec
 from vos_det.data.synthetic_draws import synthetic_benchmark_setup, synthetic_draw_name
-from vos_det.engine import train_and_evaluate_all
-from vos_det.engine.training_log import TRAINING_DIAGNOSTICS, final_training_metrics
-from vos_det.engine.method_grid import (
+from vos_det.experiments.parallel_runs import train_and_evaluate_all
+from vos_det.experiments.training_log import TRAINING_DIAGNOSTICS, final_training_metrics
+from vos_det.experiments.method_grid import (
     ChangedRunsError,
     Method,
-    build_config,
     grid_runs,
     load_methods,
     parse_method,
@@ -31,11 +34,14 @@ from vos_det.engine.method_grid import (
     prepare_run,
     write_run_record,
 )
-from vos_det.evaluation import EvaluationFolder
-from vos_det.evaluation.seed_report import result_row
-from vos_det.evaluation.seed_statistics import paired_t_interval, summarize, t_quantile
+from vos_det.config import load_vos_config
+from vos_det.evaluation import EvaluationFolder, ProtocolResult
+from vos_det.evaluation.box_matching import ScoreThreshold
+from vos_det.evaluation.protocol import OODSetResult, keep_boxes
+from vos_det.evaluation.score_collector import empty_box_scores
+from vos_det.experiments import benchmark
+from vos_det.experiments.seed_statistics import paired_t_interval, summarize
 
-benchmark = load_tool("benchmark")
 
 TINY_OVERRIDES = [
     "SOLVER.MAX_ITER",
@@ -80,22 +86,6 @@ def test_summary_is_the_mean_and_the_sample_std():
         summarize([])
     with pytest.raises(ValueError, match="NaN"):
         summarize([1.0, float("nan")])
-
-
-@pytest.mark.parametrize("df", [*range(1, 41), 57, 100, 999])
-def test_t_quantile_matches_scipy(df):
-    for probability in (0.5, 0.6, 0.9, 0.95, 0.975, 0.995, 0.9995, 0.025, 1e-4):
-        expected = stats.t.ppf(probability, df)
-        assert t_quantile(probability, df) == pytest.approx(expected, rel=1e-10, abs=1e-12)
-
-
-def test_t_quantile_refuses_what_it_cannot_compute():
-    with pytest.raises(ValueError, match="probability must be in"):
-        t_quantile(1.0, 3)
-    with pytest.raises(ValueError, match="df must be an integer >= 1"):
-        t_quantile(0.975, 0)
-    with pytest.raises(ValueError, match="df must be an integer >= 1"):
-        t_quantile(0.975, 2.5)
 
 
 @pytest.mark.parametrize("n, confidence", [(2, 0.95), (3, 0.95), (5, 0.9), (12, 0.99)])
@@ -204,17 +194,29 @@ def test_grid_configs_name_the_method_when_they_cannot_be_built(tmp_path):
         grid_runs([Method("v", "Synthetic/vos.yaml")], [1], str(tmp_path), ["SEED", 3])
 
 
+def _finish(run) -> None:
+    """Write what a finished run holds: weights, training log, evaluation and record."""
+    prepare_run(run)
+    Path(run.folder, "model_final.pth").write_bytes(b"weights")
+    Path(run.folder, "metrics.json").write_text('{"iteration": 0}\n')
+    result = ProtocolResult(
+        id_dataset="id", threshold=ScoreThreshold(0.5, "fixed"), tpr=0.95, scores=["energy"],
+        id_boxes=0, id_kept=0, id_metrics={}, ood={"ood": OODSetResult(0, 0, {})},
+    )
+    run.evaluation.write_results(result)
+    for dataset in ("id", "ood"):
+        run.evaluation.save_box_scores(dataset, empty_box_scores(["energy"]))
+    write_run_record(run, 1.0)
+
+
 def test_saved_runs_are_reused_rerun_or_refused_by_their_config(tmp_path, caplog):
     method = Method("v", "Synthetic/vanilla.yaml")
     saved, interrupted, unfinished = grid_runs(
         [method], [1, 2, 3], str(tmp_path), ["SOLVER.MAX_ITER", 4]
     )
     for run in (saved, interrupted):
-        prepare_run(run)
-        Path(run.evaluation.results_file).parent.mkdir()
-        Path(run.evaluation.results_file).write_text("{}")
-        write_run_record(run, 1.0)
-    os.remove(interrupted.evaluation.results_file)
+        _finish(run)
+    os.remove(Path(interrupted.folder, "run_record.json"))
     assert plan_runs([saved, interrupted, unfinished]) == [interrupted, unfinished]
     changed = grid_runs([method], [1], str(tmp_path), ["SOLVER.MAX_ITER", 6])[0]
     with pytest.raises(
@@ -225,13 +227,43 @@ def test_saved_runs_are_reused_rerun_or_refused_by_their_config(tmp_path, caplog
     assert "Training again 1 run(s) whose config changed" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        ("inference/ood_results.json", "ood_results.json is not valid JSON"),
+        ("run_record.json", "run_record.json is not a readable run record"),
+        ("inference/scores_ood.npz", "scores_ood.npz is not a readable score file"),
+        ("metrics.json", "metrics.json is missing"),
+        ("model_final.pth", "model_final.pth is missing"),
+    ],
+)
+def test_a_damaged_run_is_named_and_trained_again(tmp_path, caplog, damage, named):
+    run = grid_runs([Method("v", "Synthetic/vanilla.yaml")], [1], str(tmp_path), [])[0]
+    _finish(run)
+    assert plan_runs([run]) == []
+    path = Path(run.folder, damage)
+    if damage.endswith((".pth", "metrics.json")):
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    assert plan_runs([run]) == [run]
+    assert "Training v/seed1 again: its saved run is incomplete" in caplog.text
+    assert named in caplog.text
+
+
+def test_a_run_trained_again_starts_from_an_empty_folder(tmp_path):
+    """Its training log used to be appended to, mixing the old run's iterations in."""
+    run = grid_runs([Method("v", "Synthetic/vanilla.yaml")], [1], str(tmp_path), [])[0]
+    _finish(run)
+    Path(run.folder, "model_0000099.pth").write_bytes(b"an old checkpoint")
+    prepare_run(run)
+    assert sorted(os.listdir(run.folder)) == ["config.yaml"]
+
+
 def test_keys_added_since_a_run_count_as_unchanged_at_their_defaults(tmp_path):
     method = Method("v", "Synthetic/vanilla.yaml")
     run = grid_runs([method], [1], str(tmp_path), [])[0]
-    prepare_run(run)
-    Path(run.evaluation.results_file).parent.mkdir()
-    Path(run.evaluation.results_file).write_text("{}")
-    write_run_record(run, 1.0)
+    _finish(run)
     # The run as saved by a vos_det without the VOS.FEVER options.
     saved = yaml.safe_load(Path(run.folder, "config.yaml").read_text())
     del saved["VOS"]["FEVER"]
@@ -246,7 +278,7 @@ def test_keys_added_since_a_run_count_as_unchanged_at_their_defaults(tmp_path):
 
 
 def test_a_failed_run_is_named(tmp_path):
-    cfg = build_config(
+    cfg = load_vos_config(
         "Synthetic/vanilla.yaml", ["DATASETS.TRAIN", ("no_such_set",)], str(tmp_path)
     )
     finished = []
@@ -311,11 +343,21 @@ def test_results_hold_every_run_with_its_saved_numbers(first_invocation):
         saved = EvaluationFolder(str(folder / "inference")).read_results()
         assert row["wall_seconds"] == record["wall_seconds"] > 0
         assert row["config_sha256"] == record["config_sha256"]
-        assert {key: row[key] for key in result_row(saved)} == json.loads(
-            json.dumps(result_row(saved))
+        assert (row["protocol"], row["id_dataset"], row["fpr_key"]) == (
+            saved.protocol, "synthetic_8_4_4_seed1_id_test", "FPR95",
         )
-        assert row["id_dataset"] == "synthetic_8_4_4_seed1_id_test"
-        assert row["ood"]["synthetic_8_4_4_seed1_ood_test"]["energy"]["FPR95"] >= 0
+        assert row["id_metrics"] == pytest.approx(saved.id_metrics)
+        # The FPR95 recomputed from the saved boxes with scikit-learn's ROC: the FPR at the ROC
+        # point whose TPR is closest to 95% (the paper protocol).
+        run = EvaluationFolder(str(folder / "inference")).read_run()
+        kept_id = keep_boxes(run.id_box_scores, saved.threshold.value, saved.protocol)
+        ood_set = "synthetic_8_4_4_seed1_ood_test"
+        kept_ood = keep_boxes(run.ood_box_scores[ood_set], saved.threshold.value, saved.protocol)
+        labels = np.r_[np.ones(len(kept_id["box"])), np.zeros(len(kept_ood["box"]))]
+        scores = np.r_[kept_id["energy"], kept_ood["energy"]]
+        fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+        expected = 100 * fpr[np.argmin(np.abs(tpr - 0.95))]
+        assert row["ood"][ood_set]["energy"]["FPR95"] == pytest.approx(expected)
 
 
 def _summary_cell(values: list, total: int) -> str:
@@ -372,7 +414,8 @@ def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
     root, done = first_invocation
     rows = json.loads(Path(done.results).read_text())["runs"]
     ood_set = "synthetic_8_4_4_seed1_ood_test"
-    _, summary, to_vanilla, to_vos, diagnostics = markdown_tables(Path(done.report).read_text())
+    tables = markdown_tables(Path(done.report).read_text())
+    _, summary, to_vanilla, to_vos, kept, fprs, passes, diagnostics = tables
     expected_summary = []
     for method in ("vanilla", "vos"):
         runs = [row for row in rows if row["method"] == method]
@@ -394,6 +437,15 @@ def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
             expected = summarize([value[name] for value in values])
             assert diagnostics[0][label] == f"{expected.mean:.3f} ± {expected.std:.3f}"
     assert "energy head loss" in diagnostics[0] and "its chance level" in diagnostics[0]
+    # What the numbers are made of: every kept OOD box in one class, energy's passing share.
+    for row in kept:
+        saved = [r for r in rows if r["method"] == row["method"]]
+        counts = [float(v) for k, v in row.items() if k.startswith("kept OOD boxes") and v != "-"]
+        folders = [root / "out" / "runs" / r["method"] / f"seed{r['seed']}" / "inference" for r in saved]
+        kept_boxes = [EvaluationFolder(str(f)).read_results().ood[ood_set].kept for f in folders]
+        assert sum(counts) == pytest.approx(np.mean(kept_boxes), abs=0.5 * len(counts))
+    assert {row["method"] for row in fprs} == {"vanilla", "vos"}
+    assert {row["score"] for row in passes} <= {"energy", "mahalanobis", "crop_mahalanobis"}
 
 
 @pytest.mark.slow
@@ -438,3 +490,35 @@ def test_the_same_command_again_trains_nothing_and_a_changed_one_is_refused(
     ):
         _invoke(root, pretrained_weights, "VOS.EVAL.SCORE_THRESHOLD", "0.01")
     assert _record_times(root / "out") == before
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path, pretrained_weights):
+    """Ctrl-C reaches the terminal's whole process group: the tool and its two workers stop,
+    the tool says how to resume, and the next invocation trains the interrupted runs again."""
+    repo = Path(__file__).resolve().parents[1]
+    arguments = [sys.executable, str(repo / "tools" / "benchmark.py"), "--output", str(tmp_path / "out")]
+    arguments += ["--images", "8", "4", "4", "--data-root", str(tmp_path / "data"), "--jobs", "2"]
+    arguments += ["--seeds", "1", "--", *TINY_OVERRIDES, "MODEL.WEIGHTS", pretrained_weights]
+    long_runs = arguments + ["SOLVER.MAX_ITER", "100000"]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    tool = subprocess.Popen(
+        long_runs, cwd=repo, env=env, start_new_session=True, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    metrics = [tmp_path / "out" / "runs" / method / "seed1" / "metrics.json" for method in ("vanilla", "vos")]
+    deadline = time.monotonic() + 300
+    while not all(path.exists() for path in metrics):  # both workers are training
+        assert tool.poll() is None and time.monotonic() < deadline, tool.communicate()
+        time.sleep(1)
+    os.killpg(tool.pid, signal.SIGINT)
+    _, stderr = tool.communicate(timeout=120)
+    assert tool.returncode == 1 and "interrupted" in stderr.strip().splitlines()[-1]
+    time.sleep(2)
+    with pytest.raises(ProcessLookupError):  # no process of the group outlived the tool
+        os.killpg(tool.pid, 0)
+    assert not list((tmp_path / "out" / "runs").glob("*/seed1/run_record.json"))
+    again = subprocess.run(arguments, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert sorted(row["method"] for row in results["runs"]) == ["vanilla", "vos"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from vos_det.classification import (
     CLASSIFIER_SCORES,
@@ -26,9 +26,9 @@ from vos_det.classification import (
     score_grid,
     train_classifier,
 )
-from vos_det import outlier_synthesis as synthesis_module
+from vos_det.core import outlier_synthesis as synthesis_module
 from vos_det.pretraining.trainer import normalize_rgb
-from vos_det.scores import get_score
+from vos_det.core.scores import get_score
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vos_det"
 
@@ -75,8 +75,8 @@ def test_classification_modules_and_the_core_they_import_do_not_import_detectron
         if detectron2:
             offenders.append(path)
         pending += sorted(local - seen)
-    assert PACKAGE / "queues.py" in seen and PACKAGE / "scores.py" in seen
-    assert PACKAGE / "virtual_outliers.py" in seen and PACKAGE / "energy.py" in seen
+    assert PACKAGE / "core" / "queues.py" in seen and PACKAGE / "core" / "scores.py" in seen
+    assert PACKAGE / "core" / "virtual_outliers.py" in seen and PACKAGE / "core" / "energy.py" in seen
     assert offenders == []
 
 
@@ -193,17 +193,55 @@ def test_queues_fill_with_the_features_of_each_label():
         torch.testing.assert_close(model.queues.class_features(k), expected)
 
 
-def test_every_score_lies_in_its_declared_range():
-    model = _linear_model(dim=3)
+def _brute_force_scores(model: VOSClassifier, logits: Tensor, features: Tensor) -> dict:
+    """Every classifier score from its definition, in NumPy float64 on the queues' raw contents
+    (no shared code with the score registry or the queue statistics)."""
+    z = logits.double().numpy()
+    x = features.double().numpy()
+    queues = model.queues
+    counts = queues.counts.tolist()
+    vectors = [queues.features[k, :n].double().numpy() for k, n in enumerate(counts)]
+    means = [v.mean(0) for v in vectors]
+    pooled = np.concatenate([v - m for v, m in zip(vectors, means)])
+    covariance = pooled.T @ pooled / len(pooled) + model.config.cov_eps * np.eye(x.shape[1])
+    precision = np.linalg.inv(covariance)
+    distances = np.stack([np.einsum("ij,jk,ik->i", x - m, precision, x - m) for m in means], 1)
+    everything = np.concatenate(vectors)
+    total = everything - everything.mean(0)
+    agnostic = np.linalg.inv(total.T @ total / len(total) + model.config.cov_eps * np.eye(x.shape[1]))
+    centred = x - everything.mean(0)
+    agnostic_distance = np.einsum("ij,jk,ik->i", centred, agnostic, centred)
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # 0 stays 0
+    bank = everything / np.maximum(np.linalg.norm(everything, axis=1, keepdims=True), 1e-12)
+    knn = np.sort(np.linalg.norm(unit[:, None] - bank[None], axis=2), axis=1)[:, model.config.knn_k - 1]
+    weights = np.maximum(model.uncertainty.energy_weights.detach().double().numpy(), 0)
+    energy = -np.log((weights * np.exp(z)).sum(1))
+    layer = model.uncertainty.logistic
+    vos_logit = -energy * layer.weight.item() + layer.bias.item()
+    softmax = np.exp(z - z.max(1, keepdims=True))
+    return {
+        "vos": 1 / (1 + np.exp(-vos_logit)),
+        "energy": np.log(np.exp(z).sum(1)),
+        "msp": (softmax / softmax.sum(1, keepdims=True)).max(1),
+        "max_logit": z.max(1),
+        "mahalanobis": -distances.min(1),
+        "relative_mahalanobis": -(distances - agnostic_distance[:, None]).min(1),
+        "knn": -knn,
+    }
+
+
+def test_every_score_equals_its_brute_force_definition():
+    model = _linear_model(dim=3, knn_k=4)
     for iteration in range(3):
         model.losses(*model(torch.randn(30, 6)), torch.arange(30) % 3, iteration)
-    logits, features = model(torch.randn(40, 6) * 3)
+    with torch.no_grad():
+        model.uncertainty.energy_weights.copy_(torch.tensor([0.5, 1.5, 1.0]))
+        logits, features = model(torch.randn(40, 6) * 3)
     scores = model.scores(logits, features)
     assert tuple(scores) == CLASSIFIER_SCORES
+    expected = _brute_force_scores(model, logits, features)
     for name, values in scores.items():
-        low, high = get_score(name).value_range
-        assert values.shape == (40,) and bool(torch.isfinite(values).all()), name
-        assert bool(((values >= low) & (values <= high)).all()), name
+        np.testing.assert_allclose(values.double().numpy(), expected[name], rtol=1e-6, atol=1e-6, err_msg=name)
 
 
 def test_benchmark_is_generated_once_and_balanced(tmp_path):
@@ -287,3 +325,45 @@ def test_a_frozen_pretrained_backbone_keeps_its_weights_while_the_heads_train(pr
     with torch.no_grad():  # the backbone reads RGB in [0, 1] normalised as in pretraining
         expected = backbone.resnet.pooled(normalize_rgb(images[:2]))
     torch.testing.assert_close(backbone(images[:2]), expected)
+
+
+def test_feature_scores_before_training_say_how_a_classifier_fills_its_queues():
+    """The README's snippet scores an untrained classifier: the message is the classifier's."""
+    model = build_classifier(3, VOSClassifierConfig(bottleneck_dim=4, queue_size=8), 0, width=4)
+    logits, features = model(torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"VOSClassifier's queues fill in training.*names="):
+        model.scores(logits, features)
+    assert sorted(model.scores(logits, features, names=("energy", "msp"))) == ["energy", "msp"]
+
+
+def _separable_toy(count: int, seed: int):
+    """Images whose class is the one colour channel that is bright: easy to learn."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(count) % 3
+    images = torch.rand(count, 3, 16, 16, generator=generator) * 0.3
+    images[torch.arange(count), labels] += 0.7
+    return images, labels
+
+
+def test_training_learns_a_separable_toy_and_evaluation_matches_scikit_learn():
+    """A missing optimiser step, or ID and OOD swapped in the evaluation, fail here."""
+    from sklearn.metrics import roc_auc_score
+
+    images, labels = _separable_toy(96, 0)
+    config = VOSClassifierConfig(bottleneck_dim=8, queue_size=16, num_candidates=50, loss_weight=0.0)
+    model = build_classifier(3, config, seed=0, width=4)
+    history = train_classifier(model, images, labels, TrainingConfig(epochs=10, batch_size=16, learning_rate=0.05))
+    assert history[-1]["loss_cls"] < 0.5 * history[0]["loss_cls"]
+    test_images, test_labels = _separable_toy(30, 1)
+    ood = torch.rand(20, 3, 16, 16, generator=torch.Generator().manual_seed(2))  # no bright channel
+    metrics, scores = evaluate_classifier(model, test_images, test_labels, {"near": ood})
+    assert metrics["accuracy"] > 60.0  # chance: 33%
+    with torch.no_grad():
+        model.eval()
+        expected_id = model.scores(*model(test_images))
+        expected_ood = model.scores(*model(ood))
+    for name in ("energy", "mahalanobis"):
+        truth = np.r_[np.ones(30), np.zeros(20)]
+        values = np.r_[expected_id[name].numpy(), expected_ood[name].numpy()]
+        assert metrics["ood"]["near"][name]["AUROC"] == pytest.approx(100 * roc_auc_score(truth, values))
+        np.testing.assert_allclose(scores["near"][name], expected_ood[name].double().numpy())

@@ -2,18 +2,16 @@
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances
 
 from tiny_detection import tiny_cfg
 from vos_det import validate_vos_config
 from vos_det.modeling.crop_encoder import CropEncoder, square_crop_boxes
 from vos_det.pretraining.resnet import DETECTRON2_PREFIX
-from vos_det.scores import knn_score, mahalanobis_score
+from vos_det.core.scores import knn_score, mahalanobis_score
 
 CROP_SCORES = ("energy", "crop_mahalanobis", "crop_knn")
 

@@ -16,7 +16,8 @@ from detectron2.structures import Boxes, Instances
 
 from tiny_detection import CLASS_COLOURS
 from tool_scripts import load_tool
-from vos_det.utils import check_weights, draw_open_set_detections
+from vos_det.utils.visualize import draw_open_set_detections
+from vos_det.utils.weights import check_weights
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "tools" / "demo.py"
@@ -310,6 +311,28 @@ def test_confidence_threshold_outside_0_1_is_a_usage_error(value, capsys):
         assert parser.parse_args(arguments + ["--confidence-threshold", accepted])
 
 
+def _parsed(*extra: str):
+    demo = load_tool("demo")
+    parser = demo.build_parser()
+    arguments = ["--config-file", "c.yaml", "--input", "x.png", "--output", "out", *extra]
+    return demo.separate_overrides(parser, parser.parse_args(arguments))
+
+
+def test_scores_end_at_the_first_config_key_and_late_options_are_refused(capsys):
+    args = _parsed("--scores", "msp", "knn", "MODEL.WEIGHTS", "w.pth", "VOS.SCORE", "energy")
+    assert args.scores == ["msp", "knn"]
+    assert args.opts == ["MODEL.WEIGHTS", "w.pth", "VOS.SCORE", "energy"]
+    args = _parsed("MODEL.WEIGHTS", "w.pth")
+    assert args.scores == [] and args.opts == ["MODEL.WEIGHTS", "w.pth"]
+    for late, named in [
+        (["MODEL.WEIGHTS", "w.pth", "--scores", "msp"], "--scores comes after the KEY VALUE"),
+        (["--scores", "MODEL.WEIGHTS", "w.pth"], "--scores needs a score name"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            _parsed(*late)
+        assert exit_info.value.code == 2 and named in capsys.readouterr().err
+
+
 def _edge_colour(picture: np.ndarray, box, scale: int) -> np.ndarray:
     """Mean RGB colour around the middle of a box's right edge in the drawn picture."""
     x, y = int(box[2] * scale), int((box[1] + box[3]) / 2 * scale)
@@ -358,3 +381,32 @@ def test_nan_id_score_is_drawn_red_under_a_threshold():
     picture = draw_open_set_detections(image, instances, ["cat"], 0.5)
     red, green, _ = _edge_colour(picture, [10.0, 10.0, 60.0, 110.0], scale=3)
     assert red > green + 50, (red, green)
+
+
+def test_labels_of_boxes_at_the_right_edge_stay_inside_the_picture():
+    """A long label on a box touching the right edge used to be cut at the picture's edge."""
+    from detectron2.utils import visualizer as d2_visualizer
+
+    drawn_texts = []
+    original = d2_visualizer.VisImage.get_image
+
+    def keep_texts(self):
+        renderer = self.canvas.get_renderer()
+        drawn_texts.extend(t.get_window_extent(renderer=renderer) for t in self.ax.texts)
+        return original(self)
+
+    instances = Instances((64, 64))
+    instances.pred_boxes = Boxes(torch.tensor([[40.0, 20.0, 64.0, 40.0], [0.0, 0.0, 20.0, 20.0]]))
+    instances.scores = torch.tensor([0.9, 0.8])
+    instances.pred_classes = torch.tensor([0, 1])
+    instances.id_scores = torch.tensor([-123.456, 0.5])
+    d2_visualizer.VisImage.get_image = keep_texts
+    try:
+        picture = draw_open_set_detections(
+            np.zeros((64, 64, 3), np.uint8), instances, ["a_long_class_name", "b"]
+        )
+    finally:
+        d2_visualizer.VisImage.get_image = original
+    assert len(drawn_texts) == 2
+    for extent in drawn_texts:
+        assert 0 <= extent.x0 and extent.x1 <= picture.shape[1]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tiny_detection import tiny_cfg
-from vos_det.engine import train_and_evaluate
+from vos_det.experiments.parallel_runs import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from vos_det.energy import (
+from vos_det.core.energy import (
     EnergyUncertaintyHead,
     energy_score,
     max_logit_score,

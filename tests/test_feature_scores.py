@@ -9,11 +9,12 @@ from detectron2.layers import ShapeSpec
 
 import vos_det
 from tiny_detection import tiny_cfg
-from vos_det import feature_statistics
+from vos_det.core import feature_statistics
+from vos_det.core.feature_statistics import MissingStatisticsError
 from vos_det.engine import VOSTrainer
 from vos_det.modeling import VOSOutputLayers
-from vos_det.queues import ClassFeatureQueues
-from vos_det.scores import ScoreInputs, compute_scores, get_score
+from vos_det.core.queues import ClassFeatureQueues
+from vos_det.core.scores import ScoreInputs, compute_scores, get_score
 
 FEATURE_SCORES = ("mahalanobis", "relative_mahalanobis", "knn")
 
@@ -105,14 +106,14 @@ def test_feature_scores_of_no_boxes_are_empty():
 
 def test_empty_queues_and_too_few_vectors_say_how_to_fill_them():
     queues = ClassFeatureQueues(3, 4, 5)
-    with pytest.raises(ValueError, match="no class's feature queue holds 2 vectors.*tools/fit"):
+    with pytest.raises(MissingStatisticsError, match="no class's feature queue holds 2 vectors"):
         _scores(queues, np.ones((2, 5)), names=["mahalanobis"])
     queues.push(torch.randn(3, 5), torch.tensor([0, 0, 1]))
     assert torch.isfinite(
         _scores(queues, np.ones((2, 5)), names=["mahalanobis"])["mahalanobis"]
     ).all()
     with pytest.raises(
-        ValueError, match="VOS.KNN_K=4 queued feature vectors, but the queues hold 3"
+        MissingStatisticsError, match="k=4 queued feature vectors, but the queues hold 3"
     ):
         _scores(queues, np.ones((2, 5)), k=4, names=["knn"])
 

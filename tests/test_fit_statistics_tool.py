@@ -4,6 +4,7 @@ import copy
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
@@ -14,10 +15,14 @@ from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 from detectron2.structures import Boxes
 
+from sklearn.metrics import roc_auc_score
+
 from tiny_detection import IMAGE_SIZE, tiny_cfg
 from tool_scripts import load_tool
 from vos_det.modeling import VOSOutputLayers
-from vos_det.queues import ClassFeatureQueues
+from vos_det.core.queues import ClassFeatureQueues
+from vos_det.evaluation import EvaluationFolder
+from vos_det.evaluation.protocol import keep_boxes
 
 FEATURE_SCORES = ("mahalanobis", "relative_mahalanobis", "knn")
 TEST_SIZE = 96  # test-time resizing 64 -> 96: the ground-truth boxes must be scaled by 1.5
@@ -106,20 +111,42 @@ def test_fitted_statistics_equal_the_queues_of_the_same_ground_truth_features(
     torch.testing.assert_close(fitted_queues.covariance(), direct.covariance())
 
 
+def _brute_force_mahalanobis(queues: ClassFeatureQueues, features: np.ndarray) -> np.ndarray:
+    """Minus the smallest squared Mahalanobis distance to a class mean, from the queued vectors
+    in NumPy (pooled within-class covariance / N + the queues' ridge)."""
+    vectors = [queues.features[k, :n].double().numpy() for k, n in enumerate(queues.counts.tolist())]
+    means = [v.mean(0) for v in vectors]
+    pooled = np.concatenate([v - m for v, m in zip(vectors, means)])
+    precision = np.linalg.inv(pooled.T @ pooled / len(pooled) + queues.eps * np.eye(queues.dim))
+    return -np.stack([np.einsum("ij,jk,ik->i", features - m, precision, features - m) for m in means], 1).min(1)
+
+
 @pytest.mark.slow
-def test_a_stock_model_with_fitted_statistics_scores_boxes_with_mahalanobis(fitted):
+def test_a_stock_model_with_fitted_statistics_scores_boxes_with_mahalanobis(fitted, monkeypatch):
     _, cfg, _ = fitted
     cfg = cfg.clone()
     cfg.VOS.SCORE = "mahalanobis"
     predictor = DefaultPredictor(cfg)  # as tools/demo.py loads it
-    assert isinstance(predictor.model.roi_heads.box_predictor, VOSOutputLayers)
+    box_predictor = predictor.model.roi_heads.box_predictor
+    assert isinstance(box_predictor, VOSOutputLayers)
+    seen = {}
+    inference = box_predictor.inference
+
+    def recording(predictions, proposals, box_features=None, crop_features=None):
+        seen["features"] = box_predictor.classifier_features(box_features).double().numpy()
+        return inference(predictions, proposals, box_features, crop_features)
+
+    monkeypatch.setattr(box_predictor, "inference", recording)
     image = cv2.imread(DatasetCatalog.get(cfg.DATASETS.TRAIN[0])[0]["file_name"])
     instances = predictor(image)["instances"]
     assert len(instances) > 0
     for name in FEATURE_SCORES:
         assert torch.isfinite(instances.get(f"{name}_scores")).all(), name
     assert torch.equal(instances.id_scores, instances.mahalanobis_scores)
-    assert bool((instances.mahalanobis_scores <= 0).all())
+    # Every detection carries the brute-force score of the proposal it came from.
+    proposals = _brute_force_mahalanobis(box_predictor.queues, seen["features"])
+    gaps = np.abs(instances.mahalanobis_scores.numpy()[:, None] - proposals[None]).min(axis=1)
+    assert gaps.max() < 1e-6 * max(1.0, np.abs(proposals).max())
 
 
 @pytest.mark.slow
@@ -133,8 +160,15 @@ def test_train_net_eval_only_reports_the_feature_scores(fitted, tiny_ood_dataset
         ["--config-file", str(config), "--eval-only", "MODEL.WEIGHTS", path]
     )
     results = load_tool("train_net").main(args)
+    run = EvaluationFolder(str(tmp_path / "eval" / "inference")).read_run()
+    threshold, protocol = run.result.threshold.value, run.result.protocol
+    kept_id = keep_boxes(run.id_box_scores, threshold, protocol)
+    kept_ood = keep_boxes(run.ood_box_scores[tiny_ood_dataset], threshold, protocol)
+    labels = np.r_[np.ones(len(kept_id["box"])), np.zeros(len(kept_ood["box"]))]
     for name in FEATURE_SCORES:
-        assert 0 <= results[tiny_ood_dataset][name]["AUROC"] <= 100, name
+        values = np.r_[kept_id[name], kept_ood[name]]
+        expected = 100 * roc_auc_score(labels, values)
+        assert results[tiny_ood_dataset][name]["AUROC"] == pytest.approx(expected), name
 
 
 def _usage_error(capsys, config: Path, *arguments: str) -> str:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from markdown_tables import markdown_tables
-from vos_det.evaluation.diagnostics_report import diagnostics_tables
-from vos_det.evaluation.ood_diagnostics import (
+from vos_det.experiments.diagnostics_report import diagnostics_tables
+from vos_det.experiments.ood_diagnostics import (
     FRAGMENT,
     assign_ood_classes,
     ood_class_breakdown,

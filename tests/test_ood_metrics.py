@@ -5,8 +5,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from vos_det.evaluation import ood_metrics
-from vos_det.evaluation.ood_metrics import fpr_at_closest_tpr, fpr_key, id_threshold_at_tpr
-from vos_det.evaluation.ood_metrics import roc_curve as vos_roc_curve
+from vos_det.core.ood_metrics import fpr_at_closest_tpr, fpr_key, id_threshold_at_tpr
+from vos_det.core.ood_metrics import roc_curve as vos_roc_curve
 
 # The name of the false-positive rate at each TPR the tests use.
 FPR_KEYS = {0.95: "FPR95", 0.5: "FPR50", 1.0: "FPR100", 0.01: "FPR1"}

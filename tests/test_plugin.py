@@ -17,7 +17,7 @@ from detectron2.utils.events import EventStorage
 import vos_det
 from tiny_detection import tiny_cfg
 from vos_det.engine import VOSTrainer
-from vos_det.scores import ScoreInputs, compute_scores
+from vos_det.core.scores import ScoreInputs, compute_scores
 
 
 def _history(trainer, key):

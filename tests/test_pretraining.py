@@ -12,7 +12,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
 import vos_det
-from vos_det.data.shape_scenes import rasterise_polygons
+from vos_det.core.shape_scenes import rasterise_polygons
 from vos_det.pretraining.corpus import (
     CORPUS_KINDS,
     CorpusSpec,
@@ -31,11 +31,7 @@ from vos_det.pretraining.trainer import (
     normalize_rgb,
     pretrain_backbone,
 )
-from vos_det.pretraining.weights import (
-    WEIGHTS_FILE,
-    ensure_pretrained,
-    load_pretrained_backbone,
-)
+from vos_det.pretraining.weights import ensure_pretrained, load_pretrained_backbone
 
 TINY = PretrainingConfig(num_classes=3, steps=2, batch_size=6, validation_crops=6)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vos_det.queues import ClassFeatureQueues
+from vos_det.core.queues import ClassFeatureQueues
 
 NEVER = 10**9  # recompute_every that keeps the statistics purely incremental
 

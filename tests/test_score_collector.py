@@ -7,7 +7,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils import comm
 
 from vos_det.evaluation import OODScoreCollector
-from vos_det.scores import ScoreInputs, compute_scores
+from vos_det.core.scores import ScoreInputs, compute_scores
 
 SCORES = ("vos", "energy", "msp", "max_logit")
 LOGIT_SCORES = ("energy", "msp", "max_logit")

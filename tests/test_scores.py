@@ -5,8 +5,8 @@ import pytest
 import scipy.special
 import torch
 
-from vos_det.energy import EnergyUncertaintyHead
-from vos_det.scores import (
+from vos_det.core.energy import EnergyUncertaintyHead
+from vos_det.core.scores import (
     ScoreInputs,
     compute_scores,
     get_score,

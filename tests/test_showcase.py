@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from markdown_tables import markdown_tables
-from tool_scripts import load_tool
-from vos_det.engine import train_and_evaluate_all
+from vos_det.experiments import showcase
+from vos_det.experiments.parallel_runs import train_and_evaluate_all
 from vos_det.evaluation import EvaluationFolder
 
 VARIANTS = ("vanilla", "vos")
@@ -55,7 +55,7 @@ def demo_report(tmp_path_factory, pretrained_weights):
         "--jobs",
         "2",
     ]
-    report = load_tool("showcase").main(arguments + [str(x) for x in overrides])
+    report = showcase.main(arguments + [str(x) for x in overrides])
     names = {split: f"demo_synthetic_{split}" for split in ("train", "id_test", "ood_test")}
     return Path(report), output, names
 
@@ -67,7 +67,7 @@ def test_demo_writes_report_with_table_and_pictures(demo_report):
     for variant in ("vanilla", "vos"):
         results = json.loads((output / variant / "inference" / "ood_results.json").read_text())
         assert names["ood_test"] in results["ood"]
-    for name in load_tool("showcase").PICTURE_SETS:
+    for name in showcase.PICTURE_SETS:
         pictures = sorted((output / "pictures" / name).glob("*.png"))
         assert len(pictures) == 6  # 3 ID + 3 OOD test images
         for picture in pictures:
@@ -127,7 +127,7 @@ def test_printed_evaluation_output_goes_to_each_runs_log(demo_report):
 
 def test_jobs_must_be_positive(capsys):
     with pytest.raises(SystemExit):
-        load_tool("showcase").main(["--jobs", "0"])
+        showcase.main(["--jobs", "0"])
     assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
         train_and_evaluate_all({}, jobs=0)
@@ -135,7 +135,6 @@ def test_jobs_must_be_positive(capsys):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_quick_schedule_is_a_quarter_of_the_shipped_one(variant, tmp_path):
-    showcase = load_tool("showcase")
     full = showcase.build_cfg(variant, str(tmp_path), quick=False, opts=[])
     quick = showcase.build_cfg(variant, str(tmp_path), quick=True, opts=[])
     assert quick.SOLVER.MAX_ITER == round(full.SOLVER.MAX_ITER / 4)

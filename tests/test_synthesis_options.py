@@ -13,14 +13,15 @@ from detectron2.utils.events import EventStorage
 from sklearn.metrics import log_loss, roc_auc_score
 from tiny_detection import tiny_cfg
 
-from vos_det.energy import EnergyUncertaintyHead
+from vos_det.core.energy import EnergyUncertaintyHead
 from vos_det.engine import VOSTrainer
 from vos_det.engine.fit_statistics import ground_truth_box_features
-from vos_det.feature_head import FeatureUncertaintyHead
-from vos_det.outlier_synthesis import OutlierSynthesizer, sample_boundary_outliers
-from vos_det.queues import ClassFeatureQueues
-from vos_det.spectral_penalty import singular_value_penalty
-from vos_det.training_diagnostics import binary_entropy, separation_auroc
+from vos_det.core.feature_head import FeatureUncertaintyHead
+from vos_det.core.outlier_synthesis import OutlierSynthesizer, sample_boundary_outliers
+from vos_det.core.queues import ClassFeatureQueues
+from vos_det.core.spectral_penalty import singular_value_penalty
+from vos_det.core.training_diagnostics import binary_entropy, separation_auroc
+from vos_det.modeling.uncertainty_metrics import log_uncertainty_metrics
 
 # ----------------------------------------------------------------------------- toy problems
 
@@ -184,11 +185,17 @@ def test_synthesizer_draws_for_the_ready_classes_with_either_method():
     queues = ClassFeatureQueues(3, 20, 4)
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(3).repeat_interleave(20)
-    queues.push(torch.randn(60, 4, generator=generator) + 4 * labels[:, None].float(), labels)
+    queues.push(torch.randn(60, 4, generator=generator) + 10 * labels[:, None].float(), labels)
     ready = torch.tensor([True, False, True])
+    means = torch.stack([queues.features[k, :20].mean(0) for k in range(3)])
     for method in ("gaussian", "boundary"):
         synthesizer = OutlierSynthesizer(method, 50, 3, boundary_k=5, num_boundary=4)
-        assert synthesizer(queues, ready).shape == (6, 4)
+        outliers = synthesizer(queues, ready)
+        assert outliers.shape == (6, 4)
+        # The classes lie 10 * sqrt(4) = 20 apart (spread 1): each outlier is nearest to the
+        # mean of the ready class it was drawn for, classes in order, 3 each.
+        nearest = torch.cdist(outliers.float(), means).argmin(dim=1)
+        assert nearest.tolist() == [0, 0, 0, 2, 2, 2], method
     assert OutlierSynthesizer("boundary", 50, 3, boundary_k=5).min_class_count() == 6
     with pytest.raises(ValueError, match="method must be one of gaussian, boundary"):
         OutlierSynthesizer("uniform", 50, 3)
@@ -204,6 +211,27 @@ def test_separation_auroc_matches_scikit_learn_with_ties():
     expected = roc_auc_score(np.r_[np.ones(40), np.zeros(30)], np.r_[id_values, ood_values])
     measured = separation_auroc(torch.tensor(id_values), torch.tensor(ood_values))
     assert measured == pytest.approx(expected, abs=1e-12)
+
+
+def test_logged_diagnostics_are_the_heads_and_scikit_learns_numbers():
+    head = EnergyUncertaintyHead(3)
+    with torch.no_grad():
+        head.logistic.weight.fill_(0.7)
+        head.logistic.bias.fill_(-0.2)
+    id_energy = torch.tensor([-3.0, -2.5, -2.5, -1.0])
+    ood_energy = torch.tensor([-2.5, 0.5, 1.0])
+    loss = head.loss(id_energy, ood_energy)
+    with EventStorage(0) as storage:
+        log_uncertainty_metrics(storage, head, id_energy, ood_energy, loss)
+        logged = {name: storage.history(name).latest() for name in storage.histories()}
+    logits = torch.cat([head.id_logit(id_energy), head.id_logit(ood_energy)]).detach().numpy()
+    labels = np.r_[np.ones(4), np.zeros(3)]
+    assert logged["vos/uncertainty_auroc"] == pytest.approx(roc_auc_score(labels, logits))
+    assert logged["vos/uncertainty_loss"] == pytest.approx(log_loss(labels, 1 / (1 + np.exp(-logits))))
+    assert logged["vos/uncertainty_mix_entropy"] == pytest.approx(log_loss(labels, np.full(7, 4 / 7)))
+    assert logged["vos/id_energy"] == pytest.approx(-2.25)
+    assert logged["vos/outlier_energy"] == pytest.approx(-1 / 3)
+    assert logged["vos/logistic_slope"] == pytest.approx(0.7)
 
 
 def test_binary_entropy_is_the_loss_of_a_constant_prediction():
@@ -262,13 +290,28 @@ def test_each_option_trains_with_finite_losses_and_logs_its_diagnostics(
         assert history[NEW_LOSSES[option]].latest() > 0
     if option == "mlp_energy_head":
         assert "vos/logistic_slope" not in history
-    assert 0 <= history["vos/uncertainty_auroc"].latest() <= 1
-    assert 0 < history["vos/uncertainty_mix_entropy"].latest() <= math.log(2)
-    assert math.isfinite(history["vos/outlier_energy"].latest())
+    for name in ("vos/uncertainty_auroc", "vos/uncertainty_mix_entropy", "vos/outlier_energy"):
+        assert math.isfinite(history[name].latest()), name  # values: the test above
     if "FEATURE_HEAD.HIDDEN_DIM" in OPTIONS[option]:
-        assert 0 <= history["vos/feature_head_auroc"].latest() <= 1
-    if option == "fever":
-        assert history["vos/singular_value_penalty"].latest() > 0
+        assert math.isfinite(history["vos/feature_head_auroc"].latest())
+
+
+@pytest.mark.slow
+def test_the_fever_loss_is_the_weighted_penalty_of_the_foreground_classifier(tiny_datasets, tmp_path):
+    cfg = _option_cfg(tiny_datasets, tmp_path, "fever")
+    cfg.VOS.FEVER.PENALTY_WEIGHT = 0.37
+    model = build_model(cfg)
+    model.train()
+    predictor = model.roi_heads.box_predictor
+    weight = predictor.cls_score.weight.detach().clone()
+    batch = next(iter(VOSTrainer.build_train_loader(cfg)))
+    with EventStorage(0) as storage:
+        losses = model(batch)
+        logged = storage.history("vos/singular_value_penalty").latest()
+    foreground = weight[: cfg.MODEL.ROI_HEADS.NUM_CLASSES].double().numpy()
+    penalty = 1.0 / np.linalg.svd(foreground, compute_uv=False).min()  # least_singular_value
+    assert losses["loss_singular_value"].item() == pytest.approx(0.37 * penalty, rel=1e-5)
+    assert logged == pytest.approx(penalty, rel=1e-5)
 
 
 @pytest.mark.slow
@@ -316,7 +359,19 @@ def test_feature_head_and_projection_reach_inference(tiny_datasets, tmp_path):
     with torch.no_grad():
         instances = model([{"image": item["image"]} for item in batch])[0]["instances"]
     scores = instances.feature_head_scores
-    assert len(scores) > 0 and bool(((scores > 0) & (scores < 1)).all())
+    assert len(scores) > 0
+    # Each detection's score is the head's sigmoid on one proposal's projected feature.
+    with torch.no_grad():
+        images = model.preprocess_image(batch)
+        features = model.backbone(images.tensor)
+        proposals, _ = model.proposal_generator(images, features)
+        heads = model.roi_heads
+        boxes = [proposals[0].proposal_boxes]
+        pooled = heads.box_pooler([features[f][:1] for f in heads.box_in_features], boxes)
+        projected = predictor.classifier_features(heads.box_head(pooled))
+        candidates = predictor.feature_head.id_score(projected)
+    gaps = (scores[:, None] - candidates[None]).abs().min(dim=1).values
+    assert float(gaps.max()) < 1e-5
     # Post-hoc statistics (tools/fit_feature_statistics.py) fit the projected features too.
     features, labels = ground_truth_box_features(model, batch)
     assert features.shape == (len(labels), 8)

@@ -17,8 +17,8 @@ from vos_det.data import (
     generate_synthetic_benchmark,
     register_synthetic_benchmark,
 )
-from vos_det.data.files import default_datasets_root
-from vos_det.data.shape_scenes import ShapeDrawing, draw_shape_mask
+from vos_det.core.files import default_datasets_root
+from vos_det.core.shape_scenes import ShapeDrawing, draw_shape_mask
 from vos_det.data.synthetic import SYNTHETIC_SPLITS
 
 SMALL = {"num_train": 12, "num_id_test": 6, "num_ood_test": 6, "image_size": 96}

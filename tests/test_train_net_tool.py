@@ -58,7 +58,7 @@ def test_eval_only_without_weights_is_a_usage_error_on_the_command_line(tmp_path
     "arguments, message",
     [
         (["--eval-only", "MODEL.WEIGHTS", "{tmp}/nope.pth"], "MODEL.WEIGHTS file not found: "),
-        (["VOS.QUEUE_SIZ", "10"], "error: Non-existent key: VOS.QUEUE_SIZ"),
+        (["VOS.QUEUE_SIZ", "10"], "error: Non-existent config key: VOS.QUEUE_SIZ"),
         (["VOS.QUEUE_SIZE", "1"], "error: VOS.QUEUE_SIZE=1 must be >= 2"),
         (["DATASETS.TEST", "('no_such_set',)"], "error: DATASETS.TEST names ['no_such_set']"),
     ],
@@ -81,11 +81,15 @@ def test_eval_only_resume_takes_the_last_checkpoint_for_weights(tmp_path):
     train_net = load_tool("train_net")
     cfg = tiny_cfg("vos_tiny_train", "vos_tiny_test", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS is empty"):
-        train_net.check_eval_only_weights(cfg, resume=True)
+        train_net.eval_only_weights(cfg, resume=True)
     (tmp_path / "last_checkpoint").write_text("model_0000005.pth")
-    train_net.check_eval_only_weights(cfg, resume=True)
+    last = train_net.eval_only_weights(cfg, resume=True)
+    assert last == str(tmp_path / "model_0000005.pth")
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS is empty"):
-        train_net.check_eval_only_weights(cfg, resume=False)
+        train_net.eval_only_weights(cfg, resume=False)
+    cfg.MODEL.WEIGHTS = str(tmp_path / "given.pth")
+    (tmp_path / "given.pth").write_bytes(b"")
+    assert train_net.eval_only_weights(cfg, resume=False) == cfg.MODEL.WEIGHTS
 
 
 @pytest.mark.slow

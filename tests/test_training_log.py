@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from vos_det.engine.training_log import final_training_metrics
+from vos_det.experiments.training_log import final_training_metrics
 
 
 def _write_log(folder, records):

@@ -7,9 +7,9 @@ import pytest
 import scipy.stats
 import torch
 
-from vos_det.linalg import robust_cholesky
-from vos_det.queues import ClassFeatureQueues
-from vos_det.virtual_outliers import (
+from vos_det.core.linalg import robust_cholesky
+from vos_det.core.queues import ClassFeatureQueues
+from vos_det.core.virtual_outliers import (
     chi2_upper_quantile,
     sample_virtual_outliers,
     sample_virtual_outliers_bruteforce,
@@ -195,7 +195,7 @@ def test_robust_cholesky_of_positive_definite_matrix_adds_the_ridge():
 
 def test_robust_cholesky_escalates_jitter_on_indefinite_matrix(caplog):
     cov = torch.diag(torch.tensor([1.0, 2.0, -0.05], dtype=torch.float64))
-    with caplog.at_level(logging.DEBUG, logger="vos_det.linalg"):
+    with caplog.at_level(logging.DEBUG, logger="vos_det.core.linalg"):
         factor = robust_cholesky(cov)
     assert "Cholesky needed a ridge" in caplog.text
     assert torch.equal(factor, factor.tril()) and bool((factor.diagonal() > 0).all())
@@ -207,7 +207,7 @@ def test_robust_cholesky_falls_back_to_clamped_eigenvalues(caplog):
     eigenvectors = torch.linalg.qr(torch.randn(4, 4, generator=_generator(8))).Q.double()
     eigenvalues = torch.tensor([3.0, 1.0, -2.0, 0.0], dtype=torch.float64)
     cov = eigenvectors @ torch.diag(eigenvalues) @ eigenvectors.T
-    with caplog.at_level(logging.WARNING, logger="vos_det.linalg"):
+    with caplog.at_level(logging.WARNING, logger="vos_det.core.linalg"):
         factor = robust_cholesky(cov, eps=1e-3, max_tries=1)
     assert "clamping eigenvalues" in caplog.text
     assert torch.equal(factor, factor.tril()) and bool((factor.diagonal() > 0).all())

@@ -8,46 +8,54 @@ in-distribution and red when flagged OOD (``id_scores`` below ``VOS.OOD_THRESHOL
         --input images/ street.jpg "more/*.png" --output demo_out \\
         --ood-threshold-from output/vos/inference MODEL.WEIGHTS output/vos/model_final.pth
 
+Only the scores it draws and records are computed: ``VOS.SCORE`` (the ``id_score``), and those
+``--scores`` adds (each recorded as ``<name>_score``).
+
 Exit status: 0 when every image was processed; 1 when some were skipped, each named in a
 warning: unreadable or damaged (truncated) files, images the detector cannot take (e.g. 1 x 3000
-pixels); 2 for a usage error (no image matched an input, weights not found, a confidence
-threshold outside [0, 1], an output file that would overwrite an input). ``detections.json``
-holds the processed images; its non-finite numbers are ``null``, and a box with a non-finite ID
-score is flagged OOD.
+pixels); 2 for a usage error, before any image is read: no image matched an input, a config
+mistake (unknown key, odd override list), weights not found or not fitting the config, a score
+whose statistics the weights lack, a confidence threshold outside [0, 1], an output file that
+would overwrite an input. ``detections.json`` holds the processed images; its non-finite numbers
+are ``null``, and a box with a non-finite ID score is flagged OOD. The pictures and
+``detections.json`` are written when the run ends: an interrupted run, or one that processed no
+image, leaves an earlier run's outputs as they were.
 """
 
+
 import argparse
-import glob
 import json
 import logging
-import math
 import os
+import shutil
 import sys
+import tempfile
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-import vos_det  # first: it silences known warnings of the imports below
+import vos_det  # noqa: F401  first: it silences known warnings of the imports below
 import cv2
-import numpy as np
-import torch
-from detectron2.config import CfgNode, get_cfg
-from detectron2.data import MetadataCatalog
+from detectron2.config import CfgNode
 from detectron2.engine import DefaultPredictor
-from detectron2.structures import Instances
 from detectron2.utils.logger import setup_logger
-from PIL import Image, UnidentifiedImageError
 
-from vos_det.data.ood_datasets import IMAGE_EXTENSIONS
-from vos_det.evaluation import EvaluationFolder
-from vos_det.utils import check_weights, draw_open_set_detections
+from vos_det.config import load_vos_config
+from vos_det.modeling.config_checks import validate_vos_config
+from vos_det.modeling.detection_scores import check_score_statistics
+from vos_det.utils.visualize import draw_open_set_detections
+from vos_det.utils.weights import check_weights
+from vos_det.utils.detection_records import (
+    DETECTIONS_FILE,
+    class_names_of,
+    derived_ood_threshold,
+    detect,
+    detections_record,
+    flag_non_finite_scores,
+)
+from vos_det.utils.image_files import SkippedImage, check_outputs, collect_inputs, read_image
+from vos_det.utils.weights import load_fitting_weights
 
 logger = logging.getLogger("vos_det.demo")
-
-DETECTIONS_FILE = "detections.json"
-
-
-class SkippedImage(Exception):
-    """An image the demo cannot process; the message says why."""
 
 
 def probability(text: str) -> float:
@@ -99,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(OUTPUT_DIR/inference)",
     )
     parser.add_argument(
+        "--scores",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="more registered scores to compute and record (each as <name>_score); "
+        "VOS.SCORE, the drawn one, is always computed",
+    )
+    parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         default=[],
@@ -107,274 +123,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def separate_overrides(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.Namespace:
+    """``--scores`` ends at the first config key (upper case): ``--scores msp knn
+    MODEL.WEIGHTS w.pth`` computes msp and knn and loads w.pth. An option after the overrides
+    would be read as a key, so it is refused, naming it."""
+    for index, name in enumerate(args.scores):
+        if name[:1].isupper():
+            if index == 0:
+                parser.error(f"--scores needs a score name before the overrides, got {name}")
+            args.opts = args.scores[index:] + args.opts
+            args.scores = args.scores[:index]
+            break
+    options = [token for token in args.opts[::2] if token.startswith("--")]
+    if options:
+        parser.error(f"{options[0]} comes after the KEY VALUE overrides: put options before them")
+    return args
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
-    """Config from the defaults, VOS keys, ``--config-file``, ``KEY VALUE`` overrides and flags.
+    """The config of ``--config-file`` and the overrides (:func:`load_vos_config`), with the
+    command line's thresholds, computing only ``VOS.SCORE`` and ``--scores``.
 
-    Args:
-        args (Namespace): parsed command line.
-
-    Returns:
-        CfgNode: the frozen config (``MODEL.DEVICE`` is the config's unless overridden).
+    Raises:
+        FileNotFoundError, ValueError: one line naming the config mistake or missing file.
     """
-    cfg = get_cfg()
-    vos_det.add_vos_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = load_vos_config(args.config_file, args.opts).clone()
+    cfg.defrost()
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
+    cfg.VOS.EVAL.SCORES = tuple(dict.fromkeys([cfg.VOS.SCORE, *args.scores]))
     if args.ood_threshold is not None:
         cfg.VOS.OOD_THRESHOLD = args.ood_threshold
     if args.ood_threshold_from is not None:
         cfg.VOS.OOD_THRESHOLD = derived_ood_threshold(args.ood_threshold_from, cfg.VOS.SCORE)
-    vos_det.validate_vos_config(cfg)
+        _warn_if_another_models_threshold(args.ood_threshold_from, cfg.MODEL.WEIGHTS)
+    validate_vos_config(cfg)
     cfg.freeze()
     return cfg
 
 
-def derived_ood_threshold(results: str, score: str) -> float:
-    """The ID-ness threshold evaluation derived for ``score`` (``id_score_thresholds``).
-
-    Args:
-        results (str): an ``ood_results.json`` file or the folder holding it.
-        score (str): the score the detections are flagged by (``VOS.SCORE``).
-
-    Raises:
-        FileNotFoundError: if there is no results file there.
-        ValueError: if the file is not OOD results or has no threshold for ``score``.
-    """
+def _warn_if_another_models_threshold(results: str, weights: str) -> None:
+    """One warning line when ``--ood-threshold-from`` is not the evaluation of the weights'
+    own training run (``OUTPUT_DIR/inference`` beside ``OUTPUT_DIR/model_final.pth``)."""
     folder = os.path.dirname(results) if os.path.isfile(results) else results
-    result = EvaluationFolder(folder).read_results()
-    if score not in result.id_score_thresholds:
-        raise ValueError(
-            f"{EvaluationFolder(folder).results_file} has no OOD threshold for the {score} score "
-            f"(VOS.SCORE); it has thresholds for {sorted(result.id_score_thresholds)}: set "
-            "VOS.SCORE to one of them, or evaluate with that score in VOS.EVAL.SCORES."
-        )
-    threshold = result.id_score_thresholds[score]
-    logger.info("OOD threshold of the %s score from %s: %.6g", score, folder, threshold)
-    return threshold
-
-
-def collect_inputs(inputs: Sequence[str]) -> List[str]:
-    """Expand image paths, folders and glob patterns into image paths, in order, without repeats.
-
-    Args:
-        inputs (Sequence[str]): the ``--input`` values.
-
-    Returns:
-        list[str]: the image paths; folders contribute their files with an image extension,
-        sorted; patterns every file they match, sorted.
-
-    Raises:
-        FileNotFoundError: an input matches no image (the message names it).
-        ValueError: two images share a file name, so their outputs would collide.
-    """
-    paths: List[str] = []
-    by_name: Dict[str, str] = {}
-    for pattern in inputs:
-        if os.path.isdir(pattern):
-            matched = sorted(
-                os.path.join(pattern, name)
-                for name in os.listdir(pattern)
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-                and os.path.isfile(os.path.join(pattern, name))
-            )
-        elif os.path.isfile(pattern):
-            matched = [pattern]
-        else:
-            matched = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
-        if not matched:
-            raise FileNotFoundError(
-                f"--input {pattern!r} matched no image (expected an image file, a folder "
-                f"holding {'/'.join(IMAGE_EXTENSIONS)} files, or a glob pattern)"
-            )
-        for path in matched:
-            name = os.path.basename(path)
-            if name not in by_name:
-                by_name[name] = path
-                paths.append(path)
-            elif os.path.abspath(by_name[name]) != os.path.abspath(path):
-                raise ValueError(
-                    f"{by_name[name]} and {path} share the file name {name!r}: their annotated "
-                    "images would overwrite each other in --output; run them separately"
-                )
-    return paths
-
-
-def output_path(output: str, image_path: str) -> str:
-    """Returns: where the annotated picture of ``image_path`` goes in the ``output`` folder."""
-    return os.path.join(output, os.path.basename(image_path))
-
-
-def check_outputs(paths: Sequence[str], output: str) -> None:
-    """Refuse an ``--output`` folder where the demo would overwrite one of its inputs.
-
-    Files are compared by identity (device and inode), so different spellings of a folder,
-    symbolic and hard links are caught.
-
-    Args:
-        paths (Sequence[str]): the input images.
-        output (str): the ``--output`` folder.
-
-    Raises:
-        ValueError: an annotated picture or ``detections.json`` would replace an input (the
-            message names both).
-    """
-    inputs = {_file_identity(path): path for path in paths}
-    targets = [output_path(output, path) for path in paths]
-    for target in targets + [os.path.join(output, DETECTIONS_FILE)]:
-        if os.path.exists(target) and _file_identity(target) in inputs:
-            raise ValueError(
-                f"--output {output}: writing {target} would overwrite the input "
-                f"{inputs[_file_identity(target)]}; choose an --output folder that holds none "
-                "of the input images"
-            )
-
-
-def _file_identity(path: str) -> Tuple[int, int]:
-    """Returns: the (device, inode) of the file ``path`` names, through symbolic links."""
-    status = os.stat(path)
-    return status.st_dev, status.st_ino
-
-
-def read_image(path: str) -> np.ndarray:
-    """Read an image completely.
-
-    Args:
-        path (str): image file.
-
-    Returns:
-        ndarray: (H, W, 3) uint8 BGR image.
-
-    Raises:
-        SkippedImage: the file is no image OpenCV reads, or its data is damaged (a truncated
-            JPEG, which OpenCV decodes partly, filling the rest with grey).
-    """
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise SkippedImage("cannot read the image (corrupt or not an image)")
-    try:
-        with Image.open(path) as complete:
-            complete.load()
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        pass  # a format or a size PIL refuses: OpenCV's reading above is all there is
-    except OSError as error:
-        raise SkippedImage(f"the image file is damaged ({error})") from error
-    return image
-
-
-def detect(predictor: DefaultPredictor, image: np.ndarray) -> Instances:
-    """Run the detector on one image.
-
-    Args:
-        predictor (DefaultPredictor): the detector.
-        image (ndarray): (H, W, 3) uint8 BGR image.
-
-    Returns:
-        Instances: the detections on the CPU.
-
-    Raises:
-        SkippedImage: the detector cannot take the image, e.g. one of 1 x 3000 pixels, whose
-            short side the test-time resize rounds down to 0.
-    """
-    try:
-        return predictor(image)["instances"].to("cpu")
-    except (ValueError, RuntimeError) as error:
-        height, width = image.shape[:2]
-        raise SkippedImage(
-            f"the detector cannot take this image of {height} x {width} pixels (height x width): "
-            f"{error}"
-        ) from error
-
-
-def class_names_of(cfg: CfgNode) -> List[str]:
-    """The ID class names from the metadata of the config's datasets, else ``class <i>``.
-
-    Args:
-        cfg (CfgNode): the config.
-
-    Returns:
-        list[str]: ``MODEL.ROI_HEADS.NUM_CLASSES`` names.
-    """
-    for dataset in tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST):
-        names = MetadataCatalog.get(dataset).get("thing_classes")
-        if names is not None and len(names) == cfg.MODEL.ROI_HEADS.NUM_CLASSES:
-            return list(names)
-    return [f"class {i}" for i in range(cfg.MODEL.ROI_HEADS.NUM_CLASSES)]
-
-
-def detections_record(
-    file_name: str, height: int, width: int, instances: Instances, class_names: Sequence[str]
-) -> dict:
-    """One image's entry of ``detections.json``.
-
-    Args:
-        file_name (str): the input image path.
-        height (int): image height in pixels.
-        width (int): image width in pixels.
-        instances (Instances): the detections on the CPU.
-        class_names (Sequence[str]): names indexed by ``pred_classes``.
-
-    Returns:
-        dict: ``file_name``, ``height``, ``width`` and ``detections``, each with ``box``
-        (x0, y0, x1, y1 in input pixels), ``class``, ``class_id``, ``score``, ``id_score`` and
-        ``is_ood`` (None when no OOD threshold is set). Non-finite numbers are None (JSON
-        ``null``).
-    """
-    is_ood = instances.is_ood.tolist() if instances.has("is_ood") else [None] * len(instances)
-    detections = [
-        {
-            "box": box,
-            "class": class_names[class_id],
-            "class_id": class_id,
-            "score": score,
-            "id_score": id_score,
-            "is_ood": flag,
-        }
-        for box, class_id, score, id_score, flag in zip(
-            instances.pred_boxes.tensor.tolist(),
-            instances.pred_classes.tolist(),
-            instances.scores.tolist(),
-            instances.id_scores.tolist(),
-            is_ood,
-        )
-    ]
-    record = {"file_name": file_name, "height": height, "width": width, "detections": detections}
-    return _finite_or_none(record)
-
-
-def _finite_or_none(value: Any) -> Any:
-    """``value`` (JSON data) with its non-finite floats replaced by None: JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_none(item) for item in value]
-    return value
-
-
-def flag_non_finite_scores(path: str, instances: Instances, flagging: bool) -> None:
-    """Warn about boxes whose ID score is not finite and, when flagging, flag them OOD: an
-    unknown score must never count as in-distribution.
-
-    Args:
-        path (str): the image, named in the warning.
-        instances (Instances): its detections on the CPU; ``is_ood`` is updated in place.
-        flagging (bool): an OOD threshold is set (``instances`` has ``is_ood``).
-    """
-    non_finite = ~torch.isfinite(instances.id_scores)
-    count = int(non_finite.sum())
-    if not count:
+    run = os.path.dirname(os.path.abspath(folder.rstrip(os.sep)))
+    if "://" in weights or run == os.path.dirname(os.path.abspath(weights)):
         return
-    if flagging:
-        instances.is_ood = instances.is_ood | non_finite
     logger.warning(
-        "%s: %d of %d boxes have a non-finite ID score (written as null%s)",
-        path,
-        count,
-        len(instances),
-        ", flagged OOD" if flagging else "",
+        "--ood-threshold-from %s is the evaluation of the run in %s, but MODEL.WEIGHTS %s is "
+        "another model's: its threshold was derived for that run's scores.",
+        results,
+        run,
+        weights,
     )
+
+
+def build_predictor(cfg: CfgNode) -> DefaultPredictor:
+    """A predictor whose weights fit the config and hold the statistics its scores read.
+
+    Raises:
+        FileNotFoundError: MODEL.WEIGHTS names no file.
+        ValueError: the weights do not fit the model, or lack a score's statistics.
+    """
+    check_weights(cfg.MODEL.WEIGHTS)
+    predictor = DefaultPredictor(cfg)
+    load_fitting_weights(predictor.model, cfg.MODEL.WEIGHTS)
+    check_score_statistics(predictor.model.roi_heads.box_predictor, cfg.VOS.EVAL.SCORES)
+    return predictor
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -384,25 +200,46 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv (Sequence[str] or None): command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        int: 0 when every image was processed, 1 when some were skipped. A usage error (no
-        image matched an input, weights not found, invalid config or threshold value, an output
-        that would overwrite an input) exits with 2.
+        int: 0 when every image was processed, 1 when some were skipped, 130 when interrupted.
+        A usage error exits with 2 before any image is read.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = separate_overrides(parser, parser.parse_args(argv))
     setup_logger(name="detectron2")
     setup_logger(name="vos_det")
     try:
         cfg = setup(args)
         paths = collect_inputs(args.input)
-        check_outputs(paths, args.output)
-        check_weights(cfg.MODEL.WEIGHTS)
+        check_outputs(paths, args.output, [DETECTIONS_FILE])
+        predictor = build_predictor(cfg)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))  # exits with status 2
-    predictor = DefaultPredictor(cfg)
+    os.makedirs(args.output, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".demo-", dir=args.output)
+    try:
+        records, failed = _run(cfg, predictor, paths, staging)
+        if records:
+            _publish(staging, args.output, records)
+    except KeyboardInterrupt:
+        logger.error("Interrupted: nothing was written to %s; run the same command again.", args.output)
+        return 130
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if failed:
+        logger.error("%d image(s) skipped: %s", len(failed), ", ".join(failed))
+        return 1
+    return 0
+
+
+def _run(cfg: CfgNode, predictor: DefaultPredictor, paths: List[str], staging: str):
+    """Detect on every image; annotated pictures go to ``staging``.
+
+    Returns:
+        tuple: (the ``detections.json`` records of the processed images, the skipped paths).
+    """
     class_names = class_names_of(cfg)
     flagging = cfg.VOS.OOD_THRESHOLD is not None
-    os.makedirs(args.output, exist_ok=True)
+    extra = [name for name in cfg.VOS.EVAL.SCORES if name != cfg.VOS.SCORE]
     records, failed = [], []
     for path in paths:
         start = time.perf_counter()
@@ -415,28 +252,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             continue
         flag_non_finite_scores(path, instances, flagging)
         drawn = draw_open_set_detections(image[:, :, ::-1], instances, class_names, None)
-        cv2.imwrite(output_path(args.output, path), drawn[:, :, ::-1])
-        records.append(detections_record(path, *image.shape[:2], instances, class_names))
+        cv2.imwrite(os.path.join(staging, os.path.basename(path)), drawn[:, :, ::-1])
+        records.append(
+            detections_record(path, *image.shape[:2], instances, class_names, extra)
+        )
         flagged = f"{int(instances.is_ood.sum())} flagged OOD" if flagging else "no OOD flag"
         logger.info(
-            "%s: %d detections, %s (%.2f s)",
-            path,
-            len(instances),
-            flagged,
-            time.perf_counter() - start,
+            "%s: %d detections, %s (%.2f s)", path, len(instances), flagged, time.perf_counter() - start
         )
-    with open(os.path.join(args.output, DETECTIONS_FILE), "w") as f:
+    return records, failed
+
+
+def _publish(staging: str, output: str, records: List[dict]) -> None:
+    """Move the staged pictures into ``output`` and write ``detections.json`` there."""
+    for name in os.listdir(staging):
+        os.replace(os.path.join(staging, name), os.path.join(output, name))
+    with open(os.path.join(staging, DETECTIONS_FILE), "w") as f:
         json.dump(records, f, indent=1, allow_nan=False)
-    logger.info(
-        "Wrote %d annotated images and %s to %s",
-        len(records),
-        DETECTIONS_FILE,
-        args.output,
-    )
-    if failed:
-        logger.error("%d image(s) skipped: %s", len(failed), ", ".join(failed))
-        return 1
-    return 0
+    os.replace(os.path.join(staging, DETECTIONS_FILE), os.path.join(output, DETECTIONS_FILE))
+    logger.info("Wrote %d annotated images and %s to %s", len(records), DETECTIONS_FILE, output)
 
 
 if __name__ == "__main__":

@@ -149,3 +149,5 @@ if __name__ == "__main__":
         main()
     except (FileNotFoundError, ValueError, KeyError) as e:
         sys.exit(f"evaluate_ood: {e}")
+    except KeyboardInterrupt:
+        sys.exit("evaluate_ood: interrupted; nothing was written.")

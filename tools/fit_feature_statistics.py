@@ -22,20 +22,21 @@ configured), with its message.
 import argparse
 import logging
 import os
+import sys
 from typing import List, Optional
 
 import vos_det  # noqa: F401  first: silences known warnings; registers heads and datasets
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
+from vos_det.config import load_vos_config
 from vos_det.engine.checkpoint import AtomicCheckpointer
 from vos_det.engine.fit_statistics import (
     build_statistics_loader,
     feature_queues,
     fit_feature_statistics,
 )
-from vos_det.engine.method_grid import build_config
-from vos_det.utils import check_weights, setup_vos_logger
+from vos_det.utils.logger import setup_vos_logger
+from vos_det.utils.weights import check_weights, load_fitting_weights
 
 logger = logging.getLogger("vos_det")
 
@@ -80,15 +81,15 @@ def main(argv: Optional[List[str]] = None) -> str:
     args = parser.parse_args(argv)
     name = args.name[: -len(".pth")] if args.name.endswith(".pth") else args.name
     try:
-        cfg = build_config(args.config_file, args.opts, args.output)
+        cfg = load_vos_config(args.config_file, args.opts, args.output)
         check_weights(cfg.MODEL.WEIGHTS)
         data_loader = build_statistics_loader(cfg, args.max_images)
         model = build_model(cfg)
         feature_queues(model)
+        load_fitting_weights(model, cfg.MODEL.WEIGHTS)
     except (FileNotFoundError, KeyError, ValueError) as error:
         parser.error(error.args[0] if isinstance(error, KeyError) and error.args else str(error))
     setup_vos_logger(cfg.OUTPUT_DIR, rank=0)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     pushed = fit_feature_statistics(model, data_loader)
     kept = feature_queues(model).fill_counts()
     logger.info(
@@ -104,4 +105,7 @@ def main(argv: Optional[List[str]] = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("fit_feature_statistics.py: interrupted; no checkpoint was written.")

@@ -32,7 +32,7 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -51,10 +51,10 @@ from vos_det.classification import (
     score_grid,
     train_classifier,
 )
-from vos_det.data.shape_scenes import SYNTHETIC_ID_CLASSES
-from vos_det.evaluation.ood_metrics import id_threshold_at_tpr
-from vos_det.evaluation.output_folder import atomic_write
-from vos_det.evaluation.seed_statistics import paired_t_interval, summarize
+from vos_det.core.shape_scenes import SYNTHETIC_ID_CLASSES
+from vos_det.core.ood_metrics import id_threshold_at_tpr
+from vos_det.core.files import atomic_write
+from vos_det.experiments.seed_statistics import paired_t_interval, summarize
 from vos_det.pretraining.weights import (
     PRETRAINED_MODELS,
     load_pretrained_backbone,
@@ -90,7 +90,7 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "--bottleneck-dims", nargs="+", type=int, default=[64], help="bottleneck sizes (64)"
     )
     add_seeds_argument(parser)
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (8)")
+    parser.add_argument("--epochs", type=int, help="training epochs (8; --quick: 1)")
     parser.add_argument(
         "--start-epoch", type=int, help="first epoch of the uncertainty loss (default: half)"
     )
@@ -106,19 +106,33 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "small CNN trained from scratch",
     )
     parser.add_argument(
-        "--width", type=int, default=16, help="channels of the scratch CNN's 1st stage"
+        "--width", type=int, help="channels of the scratch CNN's 1st stage (16; --quick: 4)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke test: 48 training images, tiny CNN"
+        "--quick",
+        action="store_true",
+        help="a smoke test: 48 training images, the scratch CNN of width 4, one epoch",
+    )
+    parser.add_argument(
+        "--retrain-changed",
+        action="store_true",
+        help="train again the saved runs whose settings differ from the requested ones "
+        "(without it they are refused, naming the settings)",
     )
     args = parser.parse_args(argv)
     args.seeds = expand_seeds(parser, args.seeds)
     if min(args.bottleneck_dims) < 1 or len(set(args.bottleneck_dims)) != len(args.bottleneck_dims):
         parser.error(f"--bottleneck-dims must be distinct sizes >= 1, got {args.bottleneck_dims}")
     if args.quick:
-        args.epochs = 1
-        args.width = 4
-        args.backbone = "scratch"
+        given = [f"--{name}" for name in ("epochs", "width") if getattr(args, name) is not None]
+        if given or args.backbone != "pretrained":
+            parser.error(
+                f"--quick sets the epochs, the width and the backbone itself; leave out "
+                f"{', '.join(given) or '--backbone'}"
+            )
+        args.epochs, args.width, args.backbone = 1, 4, "scratch"
+    args.epochs = 8 if args.epochs is None else args.epochs
+    args.width = 16 if args.width is None else args.width
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.start_epoch is None:
@@ -131,6 +145,8 @@ def parse_arguments(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error(f"--num-select must be >= 1, got {args.num_select}")
     if args.width < 1:
         parser.error(f"--width must be >= 1, got {args.width}")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        parser.error(f"--output-dir {args.output_dir} is a file; name a folder")
     if args.data_root is None:
         suffix = "_quick" if args.quick else ""
         args.data_root = default_classification_root() + suffix
@@ -331,18 +347,26 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     spec = QUICK_SPEC if args.quick else ClassificationBenchmarkSpec()
     root = generate_classification_benchmark(args.data_root, spec)
     data = {split: load_split(root, split) for split in ("train", "id_test", *OOD_SETS)}
-    records, start = [], time.perf_counter()
-    for dim in args.bottleneck_dims:
-        for method in args.method:
-            for seed in args.seeds:
-                settings = run_settings(args, method, dim, seed)
-                folder = os.path.join(args.output_dir, "runs", f"{method}_d{dim}", f"seed{seed}")
-                record = _saved_run(folder, settings) or train_run(settings, data, folder)
-                records.append(record)
-                print(
-                    f"{method} d={dim} seed {seed}: accuracy {record['metrics']['accuracy']:.1f}%, "
-                    f"trained in {record['train_seconds']:.0f} s"
-                )
+    runs = [
+        (run_settings(args, method, dim, seed), run_folder(args.output_dir, method, dim, seed))
+        for dim in args.bottleneck_dims
+        for method in args.method
+        for seed in args.seeds
+    ]
+    check_saved_runs(runs, args.retrain_changed)
+    records, start, trained = [], time.perf_counter(), 0
+    for settings, folder in runs:
+        record = _saved_run(folder, settings)
+        done = "reused (trained earlier"
+        if record is None:
+            record, done, trained = train_run(settings, data, folder), "(trained", trained + 1
+        records.append(record)
+        vos = settings["vos"]
+        print(
+            f"{settings['method']} d={vos['bottleneck_dim']} seed {settings['training']['seed']}: "
+            f"accuracy {record['metrics']['accuracy']:.1f}% {done} in "
+            f"{record['train_seconds']:.1f} s)"
+        )
     rows = summary_rows(records)
     differences = paired_differences(records)
     with atomic_write(os.path.join(args.output_dir, "results.json")) as f:
@@ -358,7 +382,9 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     report = os.path.join(args.output_dir, "report.md")
     with atomic_write(report) as f:
         f.write(
-            f"# VOS on a classifier: {len(records)} runs ({time.perf_counter() - start:.0f} s)\n\n"
+            f"# VOS on a classifier: {len(records)} runs ({trained} trained by this command in "
+            f"{time.perf_counter() - start:.0f} s, {len(records) - trained} reused; the training "
+            f"time of each run is in its record)\n\n"
             "Accuracy on the ID test set; FPR95 / AUROC / AUPR (percent) per OOD set and score, "
             f"mean ± std over seeds.\n\n{table}{paired}\n\n"
             f"![scores]({os.path.basename(picture)})\n"
@@ -368,15 +394,65 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     return report
 
 
-def _saved_run(folder: str, settings: dict) -> Optional[dict]:
-    """The run saved in ``folder`` if it was trained with ``settings``, else None."""
+def run_folder(output: str, method: str, dim: int, seed: int) -> str:
+    """Where run (method, bottleneck size, seed) is saved."""
+    return os.path.join(output, "runs", f"{method}_d{dim}", f"seed{seed}")
+
+
+def _read_record(folder: str) -> Optional[dict]:
+    """The record saved in ``folder``, or None when there is none or it is unreadable."""
     try:
         with open(os.path.join(folder, "run.json"), encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    same = record.get("settings") == json.loads(json.dumps(settings))
+    return record if isinstance(record, dict) and "settings" in record else None
+
+
+def _saved_run(folder: str, settings: dict) -> Optional[dict]:
+    """The run saved in ``folder`` if it was trained with ``settings``, else None."""
+    record = _read_record(folder)
+    same = record is not None and record["settings"] == json.loads(json.dumps(settings))
     return record if same and os.path.isfile(os.path.join(folder, "scores.png")) else None
+
+
+def _flat(tree: dict, prefix: str = "") -> Dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_saved_runs(runs: Sequence[Tuple[dict, str]], retrain_changed: bool) -> None:
+    """Refuse, before anything trains, to replace saved runs made with other settings.
+
+    Raises:
+        ValueError: naming each such run folder and its changed settings, unless
+            ``retrain_changed`` (then they are trained again, with a note).
+    """
+    changed = []
+    for settings, folder in runs:
+        record = _read_record(folder)
+        if record is None:
+            continue
+        old, new = _flat(record["settings"]), _flat(json.loads(json.dumps(settings)))
+        changes = [
+            f"{key}: {old.get(key, '(none)')} -> {new.get(key, '(none)')}"
+            for key in sorted(old.keys() | new.keys())
+            if old.get(key, "(none)") != new.get(key, "(none)")
+        ]
+        if changes:
+            changed.append(f"{folder} ({'; '.join(changes)})")
+    if changed and not retrain_changed:
+        raise ValueError(
+            f"{len(changed)} saved run(s) were made with other settings: {', '.join(changed)}. "
+            "Write to another --output-dir, or replace them with --retrain-changed."
+        )
+    for entry in changed:
+        print(f"training again {entry}")
 
 
 def _copy_picture(args: argparse.Namespace) -> str:
@@ -397,6 +473,13 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileExistsError) as e:  # a bad data root or setting: the message says it
         print(f"train_classifier.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "train_classifier.py: interrupted. Finished runs are saved under the output folder's "
+            "runs/; the same command resumes (the interrupted run trains again).",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

@@ -13,38 +13,30 @@ Detectron2's and vos_det's logs (the OOD metric tables among them) go to the ter
 
 import argparse
 import logging
+import sys
 from typing import List, Optional
 
-import vos_det  # first: it silences known warnings of the imports below
+import vos_det  # noqa: F401  first: it silences known warnings of the imports below
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 
+from vos_det.config import load_vos_config
 from vos_det.engine import VOSTrainer
 from vos_det.engine.preflight import check_datasets
-from vos_det.utils import check_weights, setup_vos_logger
+from vos_det.modeling.detection_scores import check_score_statistics
+from vos_det.utils.logger import setup_vos_logger
+from vos_det.utils.weights import check_weights, load_fitting_weights
 
 logger = logging.getLogger("vos_det")
 
 
 def build_config(args: argparse.Namespace) -> CfgNode:
-    """Config from the defaults, VOS keys, ``--config-file`` and ``KEY VALUE`` overrides.
-
-    Args:
-        args (Namespace): parsed command line.
-
-    Returns:
-        CfgNode: the frozen config.
-    """
-    cfg = get_cfg()
-    vos_det.add_vos_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    vos_det.validate_vos_config(cfg)
-    cfg.freeze()
-    return cfg
+    """The frozen config of ``--config-file`` and the ``KEY VALUE`` overrides
+    (:func:`~vos_det.config.load_vos_config`)."""
+    return load_vos_config(args.config_file, args.opts)
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
@@ -55,32 +47,44 @@ def setup(args: argparse.Namespace) -> CfgNode:
     return cfg
 
 
-def check_eval_only_weights(cfg: CfgNode, resume: bool) -> None:
-    """Raise ``FileNotFoundError`` unless ``--eval-only`` has trained weights to evaluate.
+def eval_only_weights(cfg: CfgNode, resume: bool) -> str:
+    """The weights ``--eval-only`` evaluates: with ``--resume`` the last checkpoint of
+    ``OUTPUT_DIR`` when there is one, else ``MODEL.WEIGHTS``.
 
-    Args:
-        cfg (CfgNode): the config (``MODEL.WEIGHTS``, ``OUTPUT_DIR``).
-        resume (bool): ``--resume``: a checkpoint in ``OUTPUT_DIR`` takes the place of
-            ``MODEL.WEIGHTS``.
+    Raises:
+        FileNotFoundError: there are no trained weights to evaluate.
     """
-    if resume and DetectionCheckpointer(torch.nn.Module(), cfg.OUTPUT_DIR).has_checkpoint():
-        return
+    checkpointer = DetectionCheckpointer(torch.nn.Module(), cfg.OUTPUT_DIR)
+    if resume and checkpointer.has_checkpoint():
+        return checkpointer.get_checkpoint_file()
     check_weights(cfg.MODEL.WEIGHTS)
+    return cfg.MODEL.WEIGHTS
+
+
+def load_model_to_evaluate(cfg: CfgNode, resume: bool) -> torch.nn.Module:
+    """The model ``--eval-only`` evaluates, its weights loaded only if they fit the config and
+    hold the statistics of every configured score.
+
+    Raises:
+        FileNotFoundError: no trained weights.
+        ValueError: weights that do not fit, or lack a score's statistics (named).
+    """
+    model = VOSTrainer.build_model(cfg)
+    load_fitting_weights(model, eval_only_weights(cfg, resume))
+    check_score_statistics(model.roi_heads.box_predictor, (cfg.VOS.SCORE, *cfg.VOS.EVAL.SCORES))
+    return model
 
 
 def main(args: argparse.Namespace):
     """Train, or evaluate with ``--eval-only``; returns the evaluation results.
 
     Raises:
-        FileNotFoundError: ``--eval-only`` without trained weights (``check_eval_only_weights``).
+        FileNotFoundError, ValueError: ``--eval-only`` without fitting weights
+            (:func:`load_model_to_evaluate`).
     """
     cfg = setup(args)
     if args.eval_only:
-        check_eval_only_weights(cfg, args.resume)
-        model = VOSTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        model = load_model_to_evaluate(cfg, args.resume)
         results = VOSTrainer.test(cfg, model)
         if comm.is_main_process():
             logger.info("Evaluation results: %s", results)
@@ -95,15 +99,17 @@ def check_before_launch(args: argparse.Namespace) -> None:
     with ``--eval-only`` the weights, and the datasets (:func:`check_datasets`).
 
     Raises:
-        AssertionError, KeyError, ValueError: a config mistake (yacs raises the first two).
+        ValueError: a config mistake, or ``--eval-only`` weights that do not fit the config or
+            lack a score's statistics.
+        KeyError: an unregistered dataset.
         FileNotFoundError: a missing config file, dataset file or weights file.
     """
     cfg = build_config(args)
     if args.eval_only:
         try:
-            check_eval_only_weights(cfg, args.resume)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"--eval-only: {error}") from error
+            load_model_to_evaluate(cfg, args.resume)
+        except (FileNotFoundError, ValueError) as error:
+            raise type(error)(f"--eval-only: {error}") from error
     check_datasets(cfg, training=not args.eval_only)
 
 
@@ -121,11 +127,18 @@ def parse_checked_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse_checked_args()
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except KeyboardInterrupt:
+        sys.exit(
+            "train_net.py: interrupted. The checkpoints written so far stay in OUTPUT_DIR "
+            "(SOLVER.CHECKPOINT_PERIOD); add --resume to the same command to continue from the "
+            "last one."
+        )

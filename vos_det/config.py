@@ -1,12 +1,19 @@
-"""VOS configuration keys: :func:`add_vos_config` adds them, :func:`validate_vos_config` checks them."""
+"""VOS configuration keys: :func:`add_vos_config` adds them, documented one by one;
+:func:`vos_det.modeling.config_checks.validate_vos_config` checks their values, and
+:func:`load_vos_config` builds a checked config from a file and overrides, as every tool does."""
 
+import os
+from typing import Optional, Sequence
+
+import yaml
 from detectron2.config import CfgNode as CN
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY
+from detectron2.config import get_cfg
 
-from .evaluation.protocol import PROTOCOLS
-from .outlier_synthesis import SYNTHESIS_METHODS
-from .scores import DEFAULT_KNN_K, get_score, score_names, scores_requiring
-from .spectral_penalty import SINGULAR_VALUE_PENALTIES
+from . import model_zoo
+from .core.scores import DEFAULT_KNN_K
+from .modeling.config_checks import validate_vos_config
+
+__all__ = ["add_vos_config", "load_vos_config"]
 
 
 def add_vos_config(cfg: CN) -> None:
@@ -33,7 +40,7 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.NUM_SELECT = 1
     # Weight of the uncertainty loss in the total loss (the paper's beta).
     cfg.VOS.LOSS_WEIGHT = 0.1
-    # Where the virtual outliers come from (vos_det.outlier_synthesis): "gaussian" (the paper:
+    # Where the virtual outliers come from (vos_det.core.outlier_synthesis): "gaussian" (the paper:
     # the NUM_SELECT lowest-likelihood of NUM_CANDIDATES samples of each class's Gaussian) or
     # "boundary" (non-parametric, after NPOS: NUM_CANDIDATES noisy copies of the class's queued
     # features with the largest k-NN distance, the NUM_SELECT farthest from all queued features
@@ -47,14 +54,14 @@ def add_vos_config(cfg: CN) -> None:
     # Length of the noise added to a boundary feature, in units of the class's mean k-NN radius.
     cfg.VOS.BOUNDARY.NOISE_SCALE = 1.0
 
-    # The uncertainty head on the weighted energy (vos_det.energy.EnergyUncertaintyHead), whose
+    # The uncertainty head on the weighted energy (vos_det.core.energy.EnergyUncertaintyHead), whose
     # sigmoid is the "vos" score. HIDDEN_DIM 0: the paper's logistic layer on -E; > 0: an MLP
     # 1 -> HIDDEN_DIM -> 1 (ReLU), the VOS authors' MLP variant (512 there), which can tell a
     # band of energies from both of its sides.
     cfg.VOS.ENERGY_HEAD = CN()
     cfg.VOS.ENERGY_HEAD.HIDDEN_DIM = 0
 
-    # FEVER-OOD (vos_det.spectral_penalty): shrink the classifier's null space, in which offsets
+    # FEVER-OOD (vos_det.core.spectral_penalty): shrink the classifier's null space, in which offsets
     # of a feature (e.g. a virtual outlier's) leave the energy unchanged. PROJECTION_DIM > 0: a
     # linear projection of the box feature to this many dimensions before the classifier (box
     # regression keeps the full feature); the queues, the outliers and the feature scores then
@@ -66,7 +73,7 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.FEVER.PENALTY = "none"
     cfg.VOS.FEVER.PENALTY_WEIGHT = 0.01
 
-    # A feature-space uncertainty head (vos_det.feature_head, as in NPOS): an MLP
+    # A feature-space uncertainty head (vos_det.core.feature_head, as in NPOS): an MLP
     # D -> HIDDEN_DIM -> HIDDEN_DIM -> 1 on the (L2-normalised with NORMALIZE) box features,
     # trained from START_ITER on to tell real foreground features (ID) from the virtual outliers,
     # as loss_feature_uncertainty with weight LOSS_WEIGHT; its sigmoid is the "feature_head"
@@ -97,7 +104,7 @@ def add_vos_config(cfg: CN) -> None:
     # stay identical (only matters with more than one process).
     cfg.VOS.SYNC_QUEUES = True
     # Score attached to every detection as `id_scores`, a name of the score registry
-    # (vos_det.scores). Logit scores: "vos" (sigmoid of the logistic layer on the weighted energy,
+    # (vos_det.core.scores). Logit scores: "vos" (sigmoid of the logistic layer on the weighted energy,
     # paper eq. 8), "energy" (logsumexp of the foreground logits), "msp" (max softmax
     # probability), "max_logit". Feature scores, on the box features against the statistics of
     # the feature queues: "mahalanobis" (minus the smallest squared Mahalanobis distance to a
@@ -158,182 +165,43 @@ def add_vos_config(cfg: CN) -> None:
     cfg.MODEL.REGNETS.OUT_FEATURES = ["s1", "s2", "s3", "s4"]
 
 
-def validate_vos_config(cfg: CN) -> None:
-    """Raise ``ValueError`` naming the key when a ``VOS.*`` value cannot work."""
-    if "VOS" not in cfg:
-        raise ValueError(
-            "the config has no VOS section: call vos_det.add_vos_config(cfg) before "
-            "merge_from_file when using ROI_HEADS.NAME 'VOSROIHeads'"
-        )
-    vos = cfg.VOS
-    names = score_names()
-    checks = [
-        (vos.QUEUE_SIZE >= 2, "VOS.QUEUE_SIZE", "must be >= 2 to estimate a covariance"),
-        (vos.START_ITER >= 0, "VOS.START_ITER", "must be >= 0"),
-        (
-            0 <= vos.MIN_QUEUE_FILL <= vos.QUEUE_SIZE,
-            "VOS.MIN_QUEUE_FILL",
-            "must be in [0, VOS.QUEUE_SIZE]",
-        ),
-        (vos.NUM_SELECT >= 1, "VOS.NUM_SELECT", "must be >= 1"),
-        (vos.NUM_CANDIDATES >= vos.NUM_SELECT, "VOS.NUM_CANDIDATES", "must be >= VOS.NUM_SELECT"),
-        (vos.LOSS_WEIGHT >= 0, "VOS.LOSS_WEIGHT", "must be >= 0"),
-        (vos.COV_EPS > 0, "VOS.COV_EPS", "must be > 0"),
-        (vos.STATS_RECOMPUTE_PERIOD >= 1, "VOS.STATS_RECOMPUTE_PERIOD", "must be >= 1"),
-        (vos.SCORE in names, "VOS.SCORE", f"must be one of {', '.join(names)}"),
-        (vos.KNN_K >= 1, "VOS.KNN_K", "must be >= 1"),
-        (vos.CROP_FEATURES.SIZE >= 16, "VOS.CROP_FEATURES.SIZE", "must be >= 16 pixels"),
-        (vos.CROP_FEATURES.MARGIN >= 0, "VOS.CROP_FEATURES.MARGIN", "must be >= 0"),
-        (vos.CROP_FEATURES.QUEUE_SIZE >= 2, "VOS.CROP_FEATURES.QUEUE_SIZE", "must be >= 2"),
-        (
-            vos.SYNTHESIS in SYNTHESIS_METHODS,
-            "VOS.SYNTHESIS",
-            f"must be one of {', '.join(SYNTHESIS_METHODS)}",
-        ),
-        (vos.BOUNDARY.K >= 1, "VOS.BOUNDARY.K", "must be >= 1"),
-        (
-            vos.SYNTHESIS != "boundary" or vos.BOUNDARY.K < vos.QUEUE_SIZE,
-            "VOS.BOUNDARY.K",
-            "must be < VOS.QUEUE_SIZE (a class needs K + 1 queued vectors)",
-        ),
-        (vos.BOUNDARY.NUM_BOUNDARY >= 1, "VOS.BOUNDARY.NUM_BOUNDARY", "must be >= 1"),
-        (vos.BOUNDARY.NOISE_SCALE > 0, "VOS.BOUNDARY.NOISE_SCALE", "must be > 0"),
-        (vos.ENERGY_HEAD.HIDDEN_DIM >= 0, "VOS.ENERGY_HEAD.HIDDEN_DIM", "must be >= 0"),
-        (vos.FEVER.PROJECTION_DIM >= 0, "VOS.FEVER.PROJECTION_DIM", "must be >= 0"),
-        (
-            vos.FEVER.PENALTY in ("none", *SINGULAR_VALUE_PENALTIES),
-            "VOS.FEVER.PENALTY",
-            f"must be one of none, {', '.join(SINGULAR_VALUE_PENALTIES)}",
-        ),
-        (vos.FEVER.PENALTY_WEIGHT >= 0, "VOS.FEVER.PENALTY_WEIGHT", "must be >= 0"),
-        (vos.FEATURE_HEAD.HIDDEN_DIM >= 0, "VOS.FEATURE_HEAD.HIDDEN_DIM", "must be >= 0"),
-        (vos.FEATURE_HEAD.LOSS_WEIGHT >= 0, "VOS.FEATURE_HEAD.LOSS_WEIGHT", "must be >= 0"),
-        (
-            vos.FEATURE_HEAD.HIDDEN_DIM == 0 or vos.ENABLED,
-            "VOS.FEATURE_HEAD.HIDDEN_DIM",
-            "needs VOS.ENABLED True: the feature head learns from the virtual outliers",
-        ),
-        (
-            vos.EVAL.SCORE_THRESHOLD <= 1,
-            "VOS.EVAL.SCORE_THRESHOLD",
-            "must be negative (derive it from the ID set) or a class probability in [0, 1]",
-        ),
-        (
-            vos.EVAL.PROTOCOL in PROTOCOLS,
-            "VOS.EVAL.PROTOCOL",
-            f"must be one of {', '.join(PROTOCOLS)}",
-        ),
-        (0 < vos.EVAL.TPR <= 1, "VOS.EVAL.TPR", "must be in (0, 1]"),
-        (
-            len(vos.EVAL.SCORES) > 0
-            and len(set(vos.EVAL.SCORES)) == len(vos.EVAL.SCORES)
-            and set(vos.EVAL.SCORES) <= set(names),
-            "VOS.EVAL.SCORES",
-            f"must list distinct names among {', '.join(names)}",
-        ),
-    ]
-    if vos.OOD_THRESHOLD is not None and not isinstance(vos.OOD_THRESHOLD, (int, float)):
-        raise ValueError(
-            f"VOS.OOD_THRESHOLD={vos.OOD_THRESHOLD!r} must be a number, or None for no flag"
-        )
-    if vos.SCORE in names and vos.OOD_THRESHOLD is not None:
-        low, high = get_score(vos.SCORE).value_range
-        checks.append(
-            (
-                low <= vos.OOD_THRESHOLD <= high,
-                "VOS.OOD_THRESHOLD",
-                f"is outside the range [{low:g}, {high:g}] of the {vos.SCORE} score (VOS.SCORE): "
-                "no box could be flagged, or every box would be; take the threshold "
-                "evaluation derived (ood_results.json, id_score_thresholds)",
-            )
-        )
-    for ok, key, requirement in checks:
-        if not ok:
-            raise ValueError(f"{key}={_value(cfg, key)!r} {requirement}")
-    _check_feature_scores(cfg)
+def load_vos_config(
+    config: str, overrides: Sequence = (), output_dir: Optional[str] = None
+) -> CN:
+    """A frozen, validated config: Detectron2's defaults and every ``VOS.*`` key, then
+    ``config``, then the ``KEY VALUE`` ``overrides`` (and ``OUTPUT_DIR``).
 
+    Args:
+        config (str): a YAML path, or a config shipped with vos_det (e.g. "Synthetic/vos.yaml").
+        overrides (Sequence): ``KEY, VALUE, ...`` for ``cfg.merge_from_list``.
+        output_dir (str or None): ``OUTPUT_DIR``; None keeps the config's.
 
-def _check_feature_scores(cfg: CN) -> None:
-    """Raise ``ValueError`` when a configured score reads feature queues (or a feature head) the
-    model cannot have, or when the queues can never hold VOS.KNN_K vectors for ``knn``."""
-    heads = cfg.MODEL.ROI_HEADS.NAME
-    capacity = cfg.MODEL.ROI_HEADS.NUM_CLASSES * cfg.VOS.QUEUE_SIZE
-    for key in ("VOS.SCORE", "VOS.EVAL.SCORES"):
-        value = _value(cfg, key)
-        configured = [value] if isinstance(value, str) else value
-        needing = scores_requiring("queues", configured)
-        if needing and not _has_feature_queues(heads):
-            raise ValueError(
-                f"{key}={value!r}: {', '.join(needing)} read(s) the per-class feature queues, "
-                f"which MODEL.ROI_HEADS.NAME={heads!r} does not have: set MODEL.ROI_HEADS.NAME "
-                "'VOSROIHeads' (for weights trained with other heads, fit the statistics with "
-                f"tools/fit_feature_statistics.py), or remove them from {key}."
-            )
-        if scores_requiring("feature_head", configured) and cfg.VOS.FEATURE_HEAD.HIDDEN_DIM == 0:
-            raise ValueError(
-                f"{key}={value!r}: the feature_head score needs the feature-space uncertainty "
-                "head: set VOS.FEATURE_HEAD.HIDDEN_DIM > 0 (with VOS.ENABLED), or remove it "
-                f"from {key}."
-            )
-        if "knn" in needing and cfg.VOS.KNN_K > capacity:
-            raise ValueError(
-                f"VOS.KNN_K={cfg.VOS.KNN_K!r} exceeds the {capacity} vectors the feature queues "
-                "can hold (MODEL.ROI_HEADS.NUM_CLASSES x VOS.QUEUE_SIZE) for the knn score in "
-                f"{key}: lower VOS.KNN_K or raise VOS.QUEUE_SIZE."
-            )
-        _check_crop_scores(cfg, key, value, scores_requiring("crop_features", configured))
+    Returns:
+        CfgNode: the config.
 
-
-_RESNET_BACKBONES = ("build_resnet_backbone", "build_resnet_fpn_backbone")
-
-
-def _check_crop_scores(cfg: CN, key: str, value, needing) -> None:
-    """Raise ``ValueError`` when the crop scores ``needing`` (configured in ``key``) cannot
-    work: other heads than VOSROIHeads, a backbone that is not a ResNet, no pretrained weights
-    for the crop encoder, or crop queues too small for ``crop_knn``."""
-    if not needing:
-        return
-    crops = cfg.VOS.CROP_FEATURES
-    problems = [
-        (
-            _has_feature_queues(cfg.MODEL.ROI_HEADS.NAME),
-            f"need MODEL.ROI_HEADS.NAME 'VOSROIHeads' (got {cfg.MODEL.ROI_HEADS.NAME!r})",
-        ),
-        (
-            cfg.MODEL.BACKBONE.NAME in _RESNET_BACKBONES,
-            f"embed crops with a ResNet like the backbone, but MODEL.BACKBONE.NAME is "
-            f"{cfg.MODEL.BACKBONE.NAME!r} (supported: {', '.join(_RESNET_BACKBONES)})",
-        ),
-        (
-            bool(crops.WEIGHTS or cfg.MODEL.WEIGHTS),
-            "embed crops with a pretrained ResNet: set MODEL.WEIGHTS or "
-            "VOS.CROP_FEATURES.WEIGHTS to pretrained weights",
-        ),
-        (
-            "crop_knn" not in needing
-            or cfg.VOS.KNN_K <= cfg.MODEL.ROI_HEADS.NUM_CLASSES * crops.QUEUE_SIZE,
-            f"crop_knn needs VOS.KNN_K={cfg.VOS.KNN_K} <= MODEL.ROI_HEADS.NUM_CLASSES x "
-            "VOS.CROP_FEATURES.QUEUE_SIZE queued crop features",
-        ),
-    ]
-    for ok, problem in problems:
-        if not ok:
-            raise ValueError(f"{key}={value!r}: {', '.join(needing)} {problem}.")
-
-
-def _has_feature_queues(roi_heads_name: str) -> bool:
-    """Whether the registered ROI heads ``roi_heads_name`` are :class:`VOSROIHeads` (or derived),
-    the heads whose predictor keeps feature queues when a configured score reads them."""
-    from .modeling.roi_heads import VOSROIHeads  # here: the modeling package imports this module
-
-    return roi_heads_name in ROI_HEADS_REGISTRY and issubclass(
-        ROI_HEADS_REGISTRY.get(roi_heads_name), VOSROIHeads
-    )
-
-
-def _value(cfg: CN, key: str):
-    """The value of the dotted ``key`` in ``cfg``."""
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
-    return value
+    Raises:
+        FileNotFoundError: ``config`` is neither a file nor a shipped config.
+        ValueError: one line naming the problem: YAML that does not parse, an unknown key, an
+            odd-length override list, a value of the wrong type, or a value that cannot work
+            (:func:`~vos_det.modeling.config_checks.validate_vos_config`).
+    """
+    if not config:
+        raise FileNotFoundError("no config file given: pass --config-file FILE")
+    path = config if os.path.isfile(config) else model_zoo.get_config_file(config)
+    cfg = get_cfg()
+    add_vos_config(cfg)
+    try:
+        cfg.merge_from_file(path)
+        cfg.merge_from_list(list(overrides))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML ({' '.join(str(error).split())})") from error
+    except (AssertionError, KeyError) as error:  # yacs: unknown key, odd override list
+        message = error.args[0] if error.args else str(error)
+        # yacs words an unknown key one way in files and another in override lists.
+        message = str(message).replace("Non-existent key:", "Non-existent config key:")
+        raise ValueError(f"{message} (config {path}, overrides {list(overrides)})") from error
+    if output_dir is not None:
+        cfg.OUTPUT_DIR = output_dir
+    validate_vos_config(cfg)
+    cfg.freeze()
+    return cfg

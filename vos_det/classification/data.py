@@ -1,7 +1,7 @@
 """The embedded classification benchmark: one shape per image, generated once and cached.
 
 Images are drawn with the shape code of the synthetic detection benchmark
-(:mod:`vos_det.data.shape_scenes`): a textured, cluttered background and, on top, one filled
+(:mod:`vos_det.core.shape_scenes`): a textured, cluttered background and, on top, one filled
 shape of random size, position, rotation and colour.
 
 * ``train``, ``id_test``: one ID shape (circle, square, triangle) per image, label = its index in
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data.cached_folder import (
+from ..core.cached_folder import (
     MANIFEST,
     check_integer_fields,
     exclusive_lock,
@@ -34,8 +34,8 @@ from ..data.cached_folder import (
     replace_folder,
     write_manifest,
 )
-from ..data.files import default_datasets_root
-from ..data.shape_scenes import (
+from ..core.files import default_datasets_root
+from ..core.shape_scenes import (
     DETAIL_RANGES,
     SYNTHETIC_ID_CLASSES,
     SYNTHETIC_OOD_CLASSES,
@@ -145,7 +145,7 @@ def generate_classification_benchmark(
     """Write the benchmark under ``root``, or reuse it if it is already there, intact.
 
     Generation goes into a temporary sibling folder that then replaces ``root``, under a lock on
-    the parent folder (:mod:`vos_det.data.cached_folder`), so concurrent processes never see half
+    the parent folder (:mod:`vos_det.core.cached_folder`), so concurrent processes never see half
     a benchmark nor generate it twice.
 
     Args:

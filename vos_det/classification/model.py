@@ -2,9 +2,9 @@
 
 The wrapper adds to a backbone what the VOS article's classifier has: a bottleneck (64-d by
 default), a linear classifier, and the detector's VOS machinery reused as is: the per-class
-feature queues (:class:`~vos_det.queues.ClassFeatureQueues`), the virtual-outlier synthesis
-(:class:`~vos_det.outlier_synthesis.OutlierSynthesizer`, the paper's Gaussian fringe), the energy uncertainty head
-(:class:`~vos_det.energy.EnergyUncertaintyHead`) and the score registry (:mod:`vos_det.scores`).
+feature queues (:class:`~vos_det.core.queues.ClassFeatureQueues`), the virtual-outlier synthesis
+(:class:`~vos_det.core.outlier_synthesis.OutlierSynthesizer`, the paper's Gaussian fringe), the energy uncertainty head
+(:class:`~vos_det.core.energy.EnergyUncertaintyHead`) and the score registry (:mod:`vos_det.core.scores`).
 The bottleneck output plays the part of the detector's box features: it is what the queues hold,
 what the outliers are sampled in, and what the feature scores read.
 """
@@ -16,12 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..energy import EnergyUncertaintyHead
+from ..core.energy import EnergyUncertaintyHead
+from ..core.feature_statistics import MissingStatisticsError
 from ..pretraining.resnet import ResNetGN
 from ..pretraining.trainer import normalize_rgb
-from ..outlier_synthesis import OutlierSynthesizer
-from ..queues import ClassFeatureQueues
-from ..scores import DEFAULT_KNN_K, ScoreInputs, compute_scores, get_score
+from ..core.outlier_synthesis import OutlierSynthesizer
+from ..core.queues import ClassFeatureQueues
+from ..core.scores import DEFAULT_KNN_K, ScoreInputs, compute_scores, get_score
 
 __all__ = [
     "CLASSIFIER_SCORES",
@@ -261,6 +262,9 @@ class VOSClassifier(nn.Module):
 
         Returns:
             dict[str, Tensor]: name -> [N] scores.
+
+        Raises:
+            MissingStatisticsError: a feature score before the queues hold its vectors.
         """
         inputs = ScoreInputs(
             fg_logits=logits,
@@ -269,4 +273,11 @@ class VOSClassifier(nn.Module):
             queues=self.queues,
             knn_k=self.config.knn_k,
         )
-        return compute_scores(self.config.scores if names is None else names, inputs)
+        try:
+            return compute_scores(self.config.scores if names is None else names, inputs)
+        except MissingStatisticsError as error:
+            raise MissingStatisticsError(
+                f"{error} A VOSClassifier's queues fill in training (VOSClassifier.losses pushes "
+                "each batch's bottleneck features); until then score with names that read only "
+                "the logits, e.g. names=('energy', 'msp'). VOSClassifierConfig.knn_k is knn's k."
+            ) from error

@@ -3,7 +3,7 @@
 :func:`train_classifier` runs SGD with a cosine learning rate over shuffled mini-batches with
 random flips; :func:`evaluate_classifier` measures the accuracy on the ID test set and, for every
 OOD set and score, FPR95 / AUROC / AUPR with the detector's metrics code
-(:func:`~vos_det.evaluation.ood_metrics.ood_metrics`, ID = positive class).
+(:func:`~vos_det.core.ood_metrics.ood_metrics`, ID = positive class).
 """
 
 import dataclasses
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..evaluation.ood_metrics import ood_metrics
+from ..core.ood_metrics import ood_metrics
 from .model import SmallCNN, VOSClassifier, VOSClassifierConfig
 
 __all__ = [

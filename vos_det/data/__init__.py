@@ -2,7 +2,7 @@
 
 from .builtin import register_all_vos_datasets  # importing builtin registers the datasets
 from .ood_datasets import ID_CLASSES, register_ood_dataset
-from .shape_scenes import SYNTHETIC_ID_CLASSES, SYNTHETIC_OOD_CLASSES
+from ..core.shape_scenes import SYNTHETIC_ID_CLASSES, SYNTHETIC_OOD_CLASSES
 from .synthetic import (
     SyntheticBenchmarkSpec,
     generate_synthetic_benchmark,

@@ -15,7 +15,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASS_NAMES
 from PIL import Image
 
-from .files import default_datasets_root, write_json
+from ..core.files import default_datasets_root, write_json
 
 __all__ = [
     "ID_CLASSES",

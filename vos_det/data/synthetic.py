@@ -1,6 +1,6 @@
 """The embedded synthetic benchmark: generation, caching and registration with Detectron2.
 
-The images are procedural shape scenes (see :mod:`vos_det.data.shape_scenes`): ID classes circle,
+The images are procedural shape scenes (see :mod:`vos_det.core.shape_scenes`): ID classes circle,
 square, triangle (trained and evaluated); OOD classes star, cross, ring, crescent (never in the ID
 splits).
 
@@ -21,7 +21,7 @@ AP50 60-80 in 800 iterations, where five classes (adding ellipse and pentagon) l
 Category ids are 1-3 for the ID classes and 4-7 for the OOD classes. A box is the tight extent
 of the full shape in pixels (pixel ``i`` covers ``[i, i + 1)``), also where a later shape hides
 part of it; no shape is more than 60% hidden. Each annotation also records the shape's drawing
-parameters (``"shape"``, see :class:`~vos_det.data.shape_scenes.ShapeDrawing`), its
+parameters (``"shape"``, see :class:`~vos_det.core.shape_scenes.ShapeDrawing`), its
 ``"visible_fraction"`` and, as ``"area"``, its visible pixel count. The output depends only on
 the :class:`SyntheticBenchmarkSpec`: the same seed gives the same bytes, and an image depends
 only on the seed, its split and its index.
@@ -42,7 +42,7 @@ import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import load_coco_json
 
-from .cached_folder import (
+from ..core.cached_folder import (
     MANIFEST,
     check_integer_fields,
     exclusive_lock,
@@ -50,9 +50,9 @@ from .cached_folder import (
     replace_folder,
     write_manifest,
 )
-from .files import write_json
+from ..core.files import write_json
 from .ood_datasets import load_ood_image_list, register_ood_dataset
-from .shape_scenes import (
+from ..core.shape_scenes import (
     MIN_IMAGE_SIZE,
     SYNTHETIC_ID_CLASSES,
     SYNTHETIC_OOD_CLASSES,

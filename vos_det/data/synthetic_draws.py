@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .files import default_datasets_root
+from ..core.files import default_datasets_root
 from .synthetic import SYNTHETIC_SPLITS, SyntheticBenchmarkSpec, register_synthetic_benchmark
 
 __all__ = [

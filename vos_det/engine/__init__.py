@@ -1,13 +1,6 @@
-"""Training and evaluation loops."""
+"""Training and evaluation loops: ``VOSTrainer``, its checks before training, checkpoints."""
 
 from .hooks import ProgressBar
-from .parallel_runs import log_to_file, train_and_evaluate, train_and_evaluate_all
 from .trainer import VOSTrainer
 
-__all__ = [
-    "ProgressBar",
-    "VOSTrainer",
-    "log_to_file",
-    "train_and_evaluate",
-    "train_and_evaluate_all",
-]
+__all__ = ["ProgressBar", "VOSTrainer"]

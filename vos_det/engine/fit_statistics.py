@@ -25,7 +25,8 @@ from detectron2.layers import cat
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..queues import ClassFeatureQueues
+from ..core.queues import ClassFeatureQueues
+from .preflight import check_class_count
 
 __all__ = [
     "build_statistics_loader",
@@ -50,8 +51,9 @@ def build_statistics_loader(cfg: CfgNode, max_images: Optional[int] = None) -> I
         the resized image's pixels, ``gt_classes``); crowd boxes are left out.
 
     Raises:
-        ValueError: ``DATASETS.TRAIN`` is empty, ``max_images`` < 1, or a class has fewer than 2
-            ground-truth boxes among the images used (its Gaussian cannot be fitted).
+        ValueError: ``DATASETS.TRAIN`` is empty, ``max_images`` < 1, a set's class count is not
+            ``MODEL.ROI_HEADS.NUM_CLASSES``, or a class has fewer than 2 ground-truth boxes
+            among the images used (its Gaussian cannot be fitted).
         KeyError: a set of ``DATASETS.TRAIN`` is not registered.
     """
     if not cfg.DATASETS.TRAIN:
@@ -61,6 +63,8 @@ def build_statistics_loader(cfg: CfgNode, max_images: Optional[int] = None) -> I
         )
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
+    for name in cfg.DATASETS.TRAIN:
+        check_class_count(name, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=True)[:max_images]
     _check_boxes_per_class(dicts, cfg)
     # is_train=True keeps (and resizes) the annotations; the augmentations are the test-time ones.

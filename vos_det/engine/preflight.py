@@ -9,7 +9,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..evaluation.detectron2_adapters import split_id_and_ood
 
-__all__ = ["check_datasets"]
+__all__ = ["check_class_count", "check_datasets"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def check_datasets(cfg: CfgNode, training: bool = True) -> None:
     _check_registered(train, "DATASETS.TRAIN")
     _check_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
     for name in (*train, *cfg.DATASETS.TEST):
-        _check_class_count(name, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+        check_class_count(name, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     split_id_and_ood(cfg.DATASETS.TEST)
     for name in cfg.DATASETS.TEST:
         logger.info("Test set %s: %d images.", name, len(DatasetCatalog.get(name)))
@@ -51,7 +51,9 @@ def _check_registered(names: Sequence[str], key: str) -> None:
         )
 
 
-def _check_class_count(name: str, num_classes: int) -> None:
+def check_class_count(name: str, num_classes: int) -> None:
+    """Raise ``ValueError`` when the registered set ``name`` lists another number of classes
+    than ``num_classes`` (``MODEL.ROI_HEADS.NUM_CLASSES``)."""
     classes = MetadataCatalog.get(name).get("thing_classes")
     if classes is not None and len(classes) != num_classes:
         raise ValueError(

@@ -7,7 +7,7 @@ folder is read back with :class:`EvaluationFolder`. The building blocks live in 
 """
 
 from .ood_evaluation import OODEvaluation
-from .ood_metrics import ood_metrics
+from ..core.ood_metrics import ood_metrics
 from .output_folder import EvaluationFolder, EvaluationRun
 from .protocol import ProtocolResult
 from .report import format_table

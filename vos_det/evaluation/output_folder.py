@@ -14,47 +14,20 @@ disk or an interrupted run never leaves a truncated file under the final name.
 import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
-from typing import IO, Dict, Iterator
+from typing import Dict
 
 import numpy as np
 
+from ..core.files import atomic_write
 from .protocol import ProtocolResult
 from .score_collector import BoxScores
 
-__all__ = ["EvaluationFolder", "EvaluationRun", "atomic_write"]
+__all__ = ["EvaluationFolder", "EvaluationRun"]
 
 RESULTS_FILE = "ood_results.json"
 PLOTS_FOLDER = "ood_plots"
-
-
-@contextlib.contextmanager
-def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file next to ``path``; on success it replaces ``path``, else vanishes.
-
-    Args:
-        path (str): the final file; its folder is created.
-        mode (str): "w" (text, UTF-8) or "wb".
-
-    Yields:
-        file: the open temporary file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.")
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(descriptor, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
 
 
 @dataclass
@@ -111,7 +84,8 @@ class EvaluationFolder:
 
         Raises:
             FileNotFoundError: if the file does not exist.
-            ValueError: naming the file, if it is not a readable score file.
+            ValueError: naming the file, if it is not a readable score file, or naming the array
+                whose length differs from the boxes'.
         """
         path = self.scores_file(dataset)
         if not os.path.isfile(path):
@@ -121,12 +95,21 @@ class EvaluationFolder:
             )
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {key: data[key] for key in data.files}
+                arrays = {key: data[key] for key in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(
                 f"{path} is not a readable score file ({e}); it is corrupt or truncated. "
                 "Evaluate the model again (tools/train_net.py --eval-only) to rewrite it."
             ) from e
+        reference = "box" if "box" in arrays else next(iter(arrays), None)
+        boxes = len(arrays[reference]) if reference is not None else 0
+        for key, array in arrays.items():
+            if array.ndim == 0 or len(array) != boxes:
+                raise ValueError(
+                    f"{path}: the array {key!r} has {array.shape} entries but the file holds "
+                    f"{boxes} boxes; the file was altered. Evaluate the model again to rewrite it."
+                )
+        return arrays
 
     def clear_results(self) -> None:
         """Remove an earlier ``ood_results.json``, which must not be paired with new scores."""

@@ -5,7 +5,7 @@
    set (:func:`derive_threshold`).
 3. Keep, on every set, the boxes whose probability reaches the threshold (:func:`keep_boxes`);
    kept ID boxes are positives, kept OOD boxes negatives, and
-   :func:`~vos_det.evaluation.ood_metrics` gives FPR95, AUROC and AUPR per OOD set and score
+   :func:`~vos_det.core.ood_metrics` gives FPR95, AUROC and AUPR per OOD set and score
    (:func:`evaluate_ood_protocol`).
 
 Two protocols (``VOS.EVAL.PROTOCOL``, :data:`PROTOCOLS`) differ in three places:
@@ -41,7 +41,7 @@ from .box_matching import (
     derive_score_threshold,
     paper_score_threshold,
 )
-from .ood_metrics import PROTOCOLS, check_protocol, fpr_key, id_threshold_at_tpr, ood_metrics
+from ..core.ood_metrics import PROTOCOLS, check_protocol, fpr_key, id_threshold_at_tpr, ood_metrics
 from .score_collector import BoxScores
 
 __all__ = [

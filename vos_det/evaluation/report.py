@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tabulate import tabulate
 
-from .ood_metrics import roc_curve
+from ..core.ood_metrics import roc_curve
 from .output_folder import EvaluationRun
 from .protocol import ID_METRIC_NAMES, KEEP_RULES, PAPER_SCORE, ProtocolResult, keep_boxes
 from .score_collector import BoxScores
@@ -24,9 +24,11 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
 
     Two tables: per run the ID set, protocol, threshold, kept/all ID boxes and AP/AP50/AP75;
     then one row per OOD set and score with FPR95/AUROC/AUPR (in percent; the FPR named after
-    each run's TPR) of each run; "-" where a run has no value. When a run used the "paper"
+    each run's TPR) of each run; "-" where a run has no value. When every run used the "paper"
     protocol, the rows of :data:`~vos_det.evaluation.protocol.PAPER_SCORE` read "energy (paper)":
-    the numbers to compare with the paper's tables.
+    the numbers to compare with the paper's tables. Runs of different protocols keep their
+    protocol in their column headers, and a note under the tables says that their numbers are
+    not comparable.
 
     Args:
         results (Mapping[str, ProtocolResult]): run name -> its results (one run: no run names
@@ -50,7 +52,9 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
         floatfmt=[".4f"] * (len(run_column) + 3) + [".2f"] * (1 + len(ID_METRIC_NAMES)),
         missingval="-",
     )
-    paper_runs = any(result.protocol == "paper" for result in results.values())
+    protocols = {run: result.protocol for run, result in results.items()}
+    mixed = len(set(protocols.values())) > 1
+    paper_runs = set(protocols.values()) == {"paper"}
     row_keys = []  # (OOD set, score), first-seen order over the runs
     for result in results.values():
         for name in result.ood:
@@ -63,7 +67,7 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
             row += [metrics.get(key) for key in (result.fpr_key, "AUROC", "AUPR")]
         ood_rows.append(row)
     metric_headers = [
-        f"{run} {key}" if len(runs) > 1 else key
+        (f"{run} ({result.protocol}) {key}" if mixed else f"{run} {key}") if len(runs) > 1 else key
         for run, result in results.items()
         for key in (result.fpr_key, "AUROC", "AUPR")
     ]
@@ -74,7 +78,15 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
         floatfmt=".2f",
         missingval="-",
     )
-    return f"{id_table}\n\n{ood_table}"
+    note = ""
+    if mixed:
+        listed = ", ".join(f"{run}: {protocol}" for run, protocol in protocols.items())
+        note = (
+            f"\n\nNote: the runs were evaluated with different protocols ({listed}); they keep "
+            "other boxes and read FPR elsewhere, so their numbers are not comparable. Recompute "
+            "them with one protocol (--protocol)."
+        )
+    return f"{id_table}\n\n{ood_table}{note}"
 
 
 def _save(figure: Figure, path: str) -> None:

@@ -3,7 +3,7 @@
 The collector keeps, per detected box, what the OOD protocol (:mod:`vos_det.evaluation.protocol`)
 needs, computed from one inference pass: the image, the box, the predicted class, its class
 probability, the largest class probability of its proposal and the ID-ness scores the model
-attached (``<name>_scores`` fields, see :mod:`vos_det.scores`; higher = more in-distribution).
+attached (``<name>_scores`` fields, see :mod:`vos_det.core.scores`; higher = more in-distribution).
 """
 
 import logging
@@ -15,7 +15,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import Instances
 from detectron2.utils import comm
 
-from ..scores import score_field
+from ..core.scores import score_field
 
 __all__ = ["BoxScores", "OODScoreCollector", "empty_box_scores"]
 

@@ -20,15 +20,21 @@ import copy
 import logging
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.layers import ROIAlign, ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 from torch import Tensor, nn
 
-__all__ = ["CropEncoder", "square_crop_boxes"]
+from ..utils.weights import RecordingCheckpointer
+
+__all__ = ["CropEncoder", "crop_feature_dim", "square_crop_boxes"]
 
 logger = logging.getLogger(__name__)
+
+
+def crop_feature_dim(cfg: CfgNode) -> int:
+    """C of the box-crop features: the channels of a ResNet's res5 (8 x RES2_OUT_CHANNELS)."""
+    return 8 * cfg.MODEL.RESNETS.RES2_OUT_CHANNELS
 
 
 def square_crop_boxes(boxes: Tensor, margin: float) -> Tensor:
@@ -45,14 +51,6 @@ def square_crop_boxes(boxes: Tensor, margin: float) -> Tensor:
     centers = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]).amax(dim=1, keepdim=True) * (0.5 + margin)
     return torch.cat([centers - half, centers + half], dim=1)
-
-
-class _QuietCheckpointer(DetectionCheckpointer):
-    """Keeps the incompatible keys of a load instead of logging them: the rest of a detector's
-    checkpoint is no concern of the crop encoder's."""
-
-    def _log_incompatible_keys(self, incompatible) -> None:
-        self.incompatible = incompatible
 
 
 class CropEncoder(nn.Module):
@@ -96,7 +94,7 @@ class CropEncoder(nn.Module):
         holder = nn.Module()
         holder.backbone = nn.Module()
         holder.backbone.bottom_up = self.backbone
-        checkpointer = _QuietCheckpointer(holder)
+        checkpointer = RecordingCheckpointer(holder)  # the rest of the checkpoint is no concern
         checkpointer.load(weights, checkpointables=[])
         incompatible = checkpointer.incompatible
         lacking = list(incompatible.missing_keys) + [k for k, *_ in incompatible.incorrect_shapes]

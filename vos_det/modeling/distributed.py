@@ -4,6 +4,10 @@ import torch
 import torch.distributed as dist
 from detectron2.utils import comm
 
+from ..core.queues import ClassFeatureQueues
+
+__all__ = ["all_gather_rows", "push_rows"]
+
 
 def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
     """Concatenate every worker's ``rows`` in rank order; each worker may hold a different count.
@@ -30,3 +34,15 @@ def all_gather_rows(rows: torch.Tensor) -> torch.Tensor:
     gathered = [torch.empty_like(padded) for _ in counts]
     dist.all_gather(gathered, padded)
     return torch.cat([block[:n] for block, n in zip(gathered, counts)], dim=0)
+
+
+def push_rows(
+    queues: ClassFeatureQueues, features: torch.Tensor, labels: torch.Tensor, sync: bool
+) -> None:
+    """Push (N, D) detached features with their (N,) classes; with ``sync``, every worker's
+    rows go in, in rank order, so that the queues stay identical on every worker."""
+    features = features.detach().float()
+    if sync:
+        rows = all_gather_rows(torch.cat([features, labels.float()[:, None]], dim=1))
+        features, labels = rows[:, :-1], rows[:, -1].long()
+    queues.push(features, labels)

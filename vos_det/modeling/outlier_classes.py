@@ -2,15 +2,24 @@
 
 import logging
 import math
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
+from detectron2.data import MetadataCatalog
 
-from ..queues import ClassFeatureQueues
+from ..core.queues import ClassFeatureQueues
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OutlierClasses"]
+__all__ = ["OutlierClasses", "training_class_names"]
+
+
+def training_class_names(cfg) -> Optional[List[str]]:
+    """The class names of the first training set, when it has one per class (for messages)."""
+    if not cfg.DATASETS.TRAIN:
+        return None
+    names = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes")
+    return list(names) if names and len(names) == cfg.MODEL.ROI_HEADS.NUM_CLASSES else None
 
 
 class OutlierClasses:

@@ -5,22 +5,23 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..config import validate_vos_config
-from ..energy import EnergyUncertaintyHead
-from ..feature_head import FeatureUncertaintyHead
-from ..outlier_synthesis import OutlierSynthesizer
-from ..queues import ClassFeatureQueues
-from ..scores import ScoreInputs, compute_scores, score_field, scores_requiring
-from ..spectral_penalty import singular_value_penalty
-from .distributed import all_gather_rows
-from .outlier_classes import OutlierClasses
+from .config_checks import validate_vos_config
+from .crop_encoder import crop_feature_dim
+from .detection_scores import attach_scores, proposal_rows
+from ..core.energy import EnergyUncertaintyHead
+from ..core.feature_head import FeatureUncertaintyHead
+from ..core.outlier_synthesis import OutlierSynthesizer
+from ..core.queues import ClassFeatureQueues
+from ..core.scores import ScoreInputs, scores_requiring
+from ..core.spectral_penalty import singular_value_penalty
+from .distributed import push_rows
+from .outlier_classes import OutlierClasses, training_class_names
 from .uncertainty_metrics import log_feature_head_metrics, log_uncertainty_metrics
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
     * ``max_class_probs`` (R,): the largest foreground class probability of the detection's
       proposal (its K+1 logits' softmax, max over the K foreground classes; ``>= scores``), by
       which the paper's OOD protocol keeps boxes;
-    * ``<name>_scores`` (R,): every score of ``score_names`` (see :mod:`vos_det.scores`), e.g.
+    * ``<name>_scores`` (R,): every score of ``score_names`` (see :mod:`vos_det.core.scores`), e.g.
       ``vos_scores``, the trained VOS ID-ness (paper eq. 8); higher = more in-distribution;
     * ``id_scores`` (R,): the score ``score_name``;
     * ``is_ood`` (R,) bool: only when a threshold is set, True unless
@@ -210,7 +211,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             knn_k=cfg.VOS.KNN_K,
             crop_feature_dim=crop_feature_dim(cfg),
             crop_queue_size=cfg.VOS.CROP_FEATURES.QUEUE_SIZE,
-            class_names=_training_class_names(cfg),
+            class_names=training_class_names(cfg),
         )
         return ret
 
@@ -265,7 +266,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         gt_classes = cat([p.gt_classes for p in proposals], dim=0)
         foreground = (gt_classes >= 0) & (gt_classes < self.num_classes)
         fg_features = self.classifier_features(box_features)[foreground]
-        self._enqueue(self.queues, fg_features, gt_classes[foreground])
+        push_rows(self.queues, fg_features, gt_classes[foreground], self.sync_queues)
         if not self.vos_enabled:
             self._log_queue_fill(get_event_storage())
             return losses
@@ -274,17 +275,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
 
     def push_crop_features(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Queue (N, C) box-crop features of ground-truth boxes with their (N,) classes."""
-        self._enqueue(self.crop_queues, features, labels)
-
-    def _enqueue(
-        self, queues: ClassFeatureQueues, features: torch.Tensor, labels: torch.Tensor
-    ) -> None:
-        """Push (N, D) detached features; with sync, every worker's go in."""
-        features = features.detach().float()
-        if self.sync_queues:
-            rows = all_gather_rows(torch.cat([features, labels.float()[:, None]], dim=1))
-            features, labels = rows[:, :-1], rows[:, -1].long()
-        queues.push(features, labels)
+        push_rows(self.crop_queues, features, labels, self.sync_queues)
 
     def _uncertainty_losses(
         self, fg_logits: torch.Tensor, fg_features: torch.Tensor
@@ -371,7 +362,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         for index, (result, kept_rows, logits, image_probs, image_deltas) in enumerate(
             zip(instances, kept, scores.split(sizes), probs, deltas.split(sizes))
         ):
-            rows = _proposal_rows(kept_rows, logits, image_deltas)
+            rows = proposal_rows(kept_rows, logits, image_deltas)
             result.max_class_probs = image_probs[rows, : self.num_classes].max(dim=1).values
             wants_crops = crop_features is not None and self.crop_queues is not None
             inputs = ScoreInputs(
@@ -384,16 +375,8 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 crop_queues=self.crop_queues,
                 knn_k=self.knn_k,
             )
-            self._attach_scores(result, inputs)
+            attach_scores(result, inputs, self.score_names, self.score_name, self.ood_threshold)
         return instances, kept
-
-    def _attach_scores(self, result: Instances, inputs: ScoreInputs) -> None:
-        result.fg_logits = inputs.fg_logits
-        for name, values in compute_scores(self.score_names, inputs).items():
-            result.set(score_field(name), values)
-        result.id_scores = result.get(score_field(self.score_name))
-        if self.ood_threshold is not None:
-            result.is_ood = ~(result.id_scores >= self.ood_threshold)
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -412,28 +395,3 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 prefix.rstrip("."),
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
-def crop_feature_dim(cfg) -> int:
-    """C of the box-crop features: the channels of a ResNet's res5 (8 x RES2_OUT_CHANNELS)."""
-    return 8 * cfg.MODEL.RESNETS.RES2_OUT_CHANNELS
-
-
-def _training_class_names(cfg) -> Optional[List[str]]:
-    """The class names of the first training set, when it has one per class."""
-    if not cfg.DATASETS.TRAIN:
-        return None
-    names = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes")
-    return list(names) if names and len(names) == cfg.MODEL.ROI_HEADS.NUM_CLASSES else None
-
-
-def _proposal_rows(kept: torch.Tensor, logits: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-    """Map NMS-kept indices to proposal rows.
-
-    :func:`fast_rcnn_inference_single_image` drops proposals with non-finite boxes or scores
-    before indexing, so its indices count finite rows only.
-    """
-    finite = torch.isfinite(logits).all(dim=1) & torch.isfinite(deltas).all(dim=1)
-    if bool(finite.all()):
-        return kept
-    return finite.nonzero()[:, 0][kept]

@@ -9,7 +9,7 @@ from detectron2.layers import cat
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 
-from ..scores import scores_requiring
+from ..core.scores import scores_requiring
 from .crop_encoder import CropEncoder
 from .output_layers import VOSOutputLayers
 
@@ -30,6 +30,10 @@ class VOSROIHeads(StandardROIHeads):
     (``VOS.CROP_FEATURES``), the heads also hold a frozen :class:`CropEncoder`: in training it
     queues the crop features of the ground-truth boxes, at inference it embeds the detections.
     """
+
+    #: What :func:`~vos_det.modeling.config_checks.validate_vos_config` looks for: these heads
+    #: (and heads derived from them) keep the feature queues the feature scores read.
+    has_vos_predictor = True
 
     @configurable
     def __init__(self, *, crop_encoder: Optional[CropEncoder] = None, **kwargs):

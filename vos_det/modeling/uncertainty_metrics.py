@@ -5,7 +5,7 @@ Per step with virtual outliers (``vos/*`` in ``metrics.json`` and TensorBoard):
 * ``id_energy``, ``outlier_energy``: mean weighted energy of real foreground boxes and outliers
   (an energy head that learns gives outliers the higher energy);
 * ``uncertainty_loss`` next to ``uncertainty_mix_entropy``, the loss of a head that cannot tell
-  them apart (:func:`vos_det.training_diagnostics.binary_entropy` of the batch's ID/outlier mix);
+  them apart (:func:`vos_det.core.training_diagnostics.binary_entropy` of the batch's ID/outlier mix);
 * ``uncertainty_auroc``: how well the head's logits rank real boxes above outliers (0.5: not at
   all); ``logistic_slope``: the logistic layer's weight on ``-E`` (paper head only);
 * the same loss, entropy and AUROC for the feature head (``feature_head_*``).
@@ -14,9 +14,9 @@ Per step with virtual outliers (``vos/*`` in ``metrics.json`` and TensorBoard):
 import torch
 from detectron2.utils.events import EventStorage
 
-from ..energy import EnergyUncertaintyHead
-from ..feature_head import FeatureUncertaintyHead
-from ..training_diagnostics import binary_entropy, separation_auroc
+from ..core.energy import EnergyUncertaintyHead
+from ..core.feature_head import FeatureUncertaintyHead
+from ..core.training_diagnostics import binary_entropy, separation_auroc
 
 __all__ = ["log_feature_head_metrics", "log_uncertainty_metrics"]
 

@@ -12,7 +12,6 @@ classifier and the pretraining use it with plain PyTorch.
 
 from typing import Dict, Optional, Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -26,7 +26,7 @@ from typing import Callable, Dict, Optional
 import torch
 from tqdm import tqdm
 
-from ..data.cached_folder import MANIFEST, exclusive_lock, is_intact, replace_folder, write_manifest
+from ..core.cached_folder import MANIFEST, exclusive_lock, is_intact, replace_folder, write_manifest
 from .resnet import ResNetGN, export_to_detectron2
 from .trainer import PretrainingConfig, evaluate_pretrained, pretrain_backbone
 

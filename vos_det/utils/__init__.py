@@ -1,7 +1,5 @@
-"""Utilities: drawing detections, checking weights, setting up the tools' logs."""
-
-from .logger import setup_vos_logger
-from .visualize import draw_open_set_detections
-from .weights import check_weights
-
-__all__ = ["check_weights", "draw_open_set_detections", "setup_vos_logger"]
+"""Utilities, one module each (imported by name; this package imports nothing itself, so that
+the Detectron2-free ones, e.g. ``seeds``, work without Detectron2): ``weights`` (MODEL.WEIGHTS:
+checks, fitting loads, the pretrained-weights address), ``logger`` (the tools' logs),
+``visualize`` (drawing open-set detections), ``image_files`` and ``detection_records``
+(inference on image files), ``seeds`` (the ``--seeds`` option)."""

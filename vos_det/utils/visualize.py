@@ -80,4 +80,19 @@ def draw_open_set_detections(
     output = visualizer.overlay_instances(
         boxes=instances.pred_boxes.tensor.numpy(), labels=labels, assigned_colors=colours
     )
+    _keep_labels_inside(output)
     return output.get_image()
+
+
+def _keep_labels_inside(output) -> None:
+    """Move every label that sticks out of the picture back in, horizontally (Detectron2's
+    Visualizer starts a label at its box's left edge, so boxes near the right edge lose the end
+    of theirs)."""
+    renderer = output.canvas.get_renderer()
+    width = output.width * output.scale  # display pixels; one image pixel is ``scale`` of them
+    for text in output.ax.texts:
+        extent = text.get_window_extent(renderer=renderer)
+        shift = max(0.0, extent.x1 - width) - max(0.0, -extent.x0)
+        if shift:
+            x, y = text.get_position()
+            text.set_position((x - shift / output.scale, y))

@@ -1,12 +1,15 @@
 """``MODEL.WEIGHTS``: checking it before a tool runs a model that would otherwise stay random,
-and resolving ``vos_det://pretrained/<name>``, the address of vos_det's cached pretrained
-weights (:mod:`vos_det.pretraining.weights`), for Detectron2's checkpointer."""
+loading it so that weights which do not fit the model are refused instead of half-loaded, and
+resolving ``vos_det://pretrained/<name>``, the address of vos_det's cached pretrained weights
+(:mod:`vos_det.pretraining.weights`), for Detectron2's checkpointer."""
 
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.utils.file_io import PathManager
+from torch import nn
 from iopath.common.file_io import PathHandler
 
 from ..pretraining.weights import (
@@ -20,11 +23,78 @@ from ..pretraining.weights import (
 )
 
 __all__ = [
+    "OPTIONAL_STATE",
     "PretrainedWeightsHandler",
+    "RecordingCheckpointer",
     "check_weights",
     "ensure_pretrained_weights",
+    "load_fitting_weights",
     "resolve_weights",
 ]
+
+#: Parameter prefixes of a VOSROIHeads detector that weights may lack: the VOS state (fitted by
+#: tools/fit_feature_statistics.py, or initialised) and the crop encoder (built with the
+#: pretrained weights).
+OPTIONAL_STATE = (
+    "roi_heads.box_predictor.queues.",
+    "roi_heads.box_predictor.crop_queues.",
+    "roi_heads.box_predictor.uncertainty.",
+    "roi_heads.box_predictor.feature_head.",
+    "roi_heads.crop_encoder.",
+)
+
+
+class RecordingCheckpointer(DetectionCheckpointer):
+    """A ``DetectionCheckpointer`` that keeps the incompatible keys of its last ``load`` in
+    ``incompatible`` (missing and unexpected keys, mismatched shapes) instead of logging them,
+    for callers that decide themselves what may differ."""
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        self.incompatible = incompatible
+
+
+def load_fitting_weights(
+    model: nn.Module, weights: str, optional: Sequence[str] = OPTIONAL_STATE
+) -> None:
+    """Load ``weights`` into ``model`` for inference or fitting, refusing weights that do not fit.
+
+    Detectron2's loader skips a parameter whose shape differs and leaves missing ones at their
+    initialisation, with a warning: for training from pretrained weights that is what one wants,
+    for running a trained model it gives a partly random one. Here either is an error.
+
+    Args:
+        model (nn.Module): the model built from the config the weights are meant for.
+        weights (str): ``MODEL.WEIGHTS``.
+        optional (Sequence[str]): prefixes of parameters the weights may lack.
+
+    Raises:
+        ValueError: naming the first parameter whose shape differs (both shapes), or the first
+            missing one, and what to check; or the file when it cannot be read.
+    """
+    checkpointer = RecordingCheckpointer(model)
+    try:
+        checkpointer.load(weights, checkpointables=[])
+    except (OSError, RuntimeError, EOFError, ValueError, KeyError) as error:  # damaged files
+        raise ValueError(
+            f"MODEL.WEIGHTS {weights} is not a readable checkpoint ({type(error).__name__}: "
+            f"{error}); it may be truncated: write it again."
+        ) from error
+    incompatible = checkpointer.incompatible
+    if incompatible.incorrect_shapes:
+        key, in_weights, in_model = incompatible.incorrect_shapes[0]
+        raise ValueError(
+            f"MODEL.WEIGHTS {weights} does not fit the model: {key} has shape "
+            f"{tuple(in_weights)} in the weights but {tuple(in_model)} in the model (first of "
+            f"{len(incompatible.incorrect_shapes)} mismatched parameters). Use the config the "
+            "weights were trained with (e.g. MODEL.ROI_HEADS.NUM_CLASSES, MODEL.FPN.OUT_CHANNELS, "
+            "MODEL.ROI_BOX_HEAD.FC_DIM)."
+        )
+    missing = [key for key in incompatible.missing_keys if not key.startswith(tuple(optional))]
+    if missing:
+        raise ValueError(
+            f"MODEL.WEIGHTS {weights} lacks {missing[0]} (and {len(missing) - 1} more parameters "
+            "of the model): it holds another model; use the config it was trained with."
+        )
 
 
 class PretrainedWeightsHandler(PathHandler):

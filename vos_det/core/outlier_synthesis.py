@@ -2,7 +2,7 @@
 (plain PyTorch).
 
 ``"gaussian"`` (VOS): the lowest-likelihood of many samples from each class's Gaussian (class
-mean, shared covariance), :func:`vos_det.virtual_outliers.sample_virtual_outliers`.
+mean, shared covariance), :func:`vos_det.core.virtual_outliers.sample_virtual_outliers`.
 
 ``"boundary"`` (non-parametric, after NPOS, Tao et al. 2023): no distribution is assumed.
 The queued features of a class with the largest distance to their k-th nearest class mate are

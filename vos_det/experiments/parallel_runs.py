@@ -27,22 +27,41 @@ from detectron2.config import CfgNode
 from detectron2.utils.env import seed_all_rng
 
 from ..utils.logger import LOGGER_NAMES, scoped_log_handlers, setup_vos_logger
-from .hooks import ProgressBar
-from .trainer import VOSTrainer
+from ..engine.hooks import ProgressBar
+from ..engine.trainer import VOSTrainer
 
 __all__ = ["log_to_file", "train_and_evaluate", "train_and_evaluate_all"]
 
 
+def _is_terminal_handler(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and handler.stream in (
+        sys.stdout,
+        sys.stderr,
+    )
+
+
 def log_to_file(log_file: str) -> None:
     """Send Detectron2's, fvcore's and vos_det's INFO logs to ``log_file`` (without colour
-    codes); the terminal only gets warnings, so progress bars and tables stay readable."""
+    codes); the terminal only gets warnings, so progress bars and tables stay readable.
+
+    Called again in the same process (a run of ``tools/benchmark.py --jobs 1`` inside the
+    tool's own logging), it adds only the file: a logger that already writes to the terminal
+    gets no second terminal handler, so each warning is printed once.
+    """
+    had_terminal = {
+        name: any(_is_terminal_handler(h) for h in logging.getLogger(name).handlers)
+        for name in LOGGER_NAMES
+    }
+    before = {name: set(logging.getLogger(name).handlers) for name in LOGGER_NAMES}
     setup_vos_logger(log_file, rank=0)
     for name in LOGGER_NAMES:
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream in (
-                sys.stdout,
-                sys.stderr,
-            ):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if not _is_terminal_handler(handler):
+                continue
+            if had_terminal[name] and handler not in before[name]:
+                logger.removeHandler(handler)
+            else:
                 handler.setLevel(logging.WARNING)
 
 

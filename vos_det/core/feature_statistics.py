@@ -1,7 +1,7 @@
 """Feature-space statistics of the class feature queues, factorised once and cached (plain PyTorch).
 
-The feature scores of :mod:`vos_det.scores` compare box features with what
-:class:`~vos_det.queues.ClassFeatureQueues` holds:
+The feature scores of :mod:`vos_det.core.scores` compare box features with what
+:class:`~vos_det.core.queues.ClassFeatureQueues` holds:
 
 - :class:`GaussianFeatureStatistics`: the class Gaussians ``N(mu_k, Sigma)`` with the shared
   covariance of the queues, and one class-agnostic Gaussian ``N(mu_0, Sigma_0)`` of all queued
@@ -29,17 +29,17 @@ from .queues import ClassFeatureQueues
 
 __all__ = [
     "GaussianFeatureStatistics",
+    "MissingStatisticsError",
     "NormalizedFeatureBank",
     "gaussian_statistics",
     "normalized_feature_bank",
 ]
 
-#: How a user obtains statistics, for the messages of empty queues.
-_REMEDY = (
-    "train with a feature score in VOS.SCORE or VOS.EVAL.SCORES (the queues fill during "
-    "training, VOS.ENABLED or not), or fit the statistics of a trained model with "
-    "tools/fit_feature_statistics.py"
-)
+
+class MissingStatisticsError(ValueError):
+    """A feature score read class queues that do not hold the vectors it needs yet. The message
+    says what is missing; the queues' owner (the detector's box predictor, the classifier) adds
+    how its queues are filled."""
 
 
 class GaussianFeatureStatistics:
@@ -71,14 +71,15 @@ class GaussianFeatureStatistics:
             queues (ClassFeatureQueues): the queues; read once (this object keeps no reference).
 
         Raises:
-            ValueError: no class holds 2 vectors (the message says how to fill the queues).
+            MissingStatisticsError: no class holds 2 vectors.
         """
         counts = queues.counts
         ready = counts >= 2
         if not bool(ready.any()):
-            raise ValueError(
+            raise MissingStatisticsError(
                 "The Mahalanobis scores need class statistics, but no class's feature queue holds "
-                f"2 vectors (counts per class: {counts.tolist()}): {_REMEDY}."
+                f"2 vectors (counts per class: {counts.tolist()}); the queues fill as the model "
+                "trains."
             )
         self.ready_classes = ready.nonzero()[:, 0]
         means = queues.class_means()
@@ -184,14 +185,16 @@ class NormalizedFeatureBank:
             Tensor: (R,) float64 distances in [0, 2].
 
         Raises:
-            ValueError: ``k`` < 1, or the bank holds fewer than ``k`` vectors.
+            ValueError: ``k`` < 1.
+            MissingStatisticsError: the bank holds fewer than ``k`` vectors.
         """
         if k < 1:
-            raise ValueError(f"k must be >= 1 (VOS.KNN_K), got {k}")
+            raise ValueError(f"k must be >= 1, got {k}")
         if k > self.vectors.shape[0]:
-            raise ValueError(
-                f"The knn score needs at least VOS.KNN_K={k} queued feature vectors, but the "
-                f"queues hold {self.vectors.shape[0]}: lower VOS.KNN_K, or {_REMEDY}."
+            raise MissingStatisticsError(
+                f"The knn score needs at least k={k} queued feature vectors, but the queues hold "
+                f"{self.vectors.shape[0]}; lower k, or let the queues fill (they fill as the "
+                "model trains)."
             )
         unit = F.normalize(_as_float64(features, self.vectors), dim=1)
         squared = unit.square().sum(1, keepdim=True) + self._norms_sq - 2 * unit @ self.vectors.mT

@@ -6,8 +6,7 @@ baseline on seed ``i``) share the seed's draw of initial weights and data order,
 is smaller than that of either method. The 95% interval of their mean is Student's t-interval
 ``mean(d) +- t_{0.975, n-1} * sd(d) / sqrt(n)``.
 
-Plain numpy: Student's t quantile is computed here (exact for integer degrees of freedom), so
-scipy is not needed at run time.
+Student's t quantile is SciPy's (``scipy.stats.t.ppf``).
 """
 
 import math
@@ -15,8 +14,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
-__all__ = ["PairedInterval", "SeedSummary", "paired_t_interval", "summarize", "t_quantile"]
+__all__ = ["PairedInterval", "SeedSummary", "paired_t_interval", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -96,58 +96,6 @@ def summarize(values: Sequence[float]) -> SeedSummary:
     return SeedSummary(n=int(array.size), mean=float(np.mean(array)), std=std)
 
 
-def _t_central_probability(theta: float, df: int) -> float:
-    """``P(|T| <= sqrt(df) * tan(theta))`` for Student's t with integer ``df`` degrees of freedom.
-
-    The finite series of Abramowitz and Stegun, 26.7.3 (odd ``df``) and 26.7.4 (even ``df``),
-    in ``theta`` in [0, pi/2]; it increases with ``theta`` from 0 to 1.
-    """
-    sin, cos = math.sin(theta), math.cos(theta)
-    odd = df % 2 == 1
-    # Terms c_j cos^(2j) theta, j = 0 .. (df - 3) // 2 (odd) or (df - 2) // 2 (even).
-    term, series = 1.0, 1.0
-    for j in range(1, (df - 1) // 2 if odd else df // 2):
-        term *= cos * cos * ((2 * j) / (2 * j + 1) if odd else (2 * j - 1) / (2 * j))
-        series += term
-    if odd:
-        return 2.0 / math.pi * (theta + (sin * cos * series if df > 1 else 0.0))
-    return sin * series
-
-
-def t_quantile(probability: float, df: int) -> float:
-    """The ``probability`` quantile of Student's t distribution (like ``scipy.stats.t.ppf``).
-
-    Inverts the exact distribution function for integer degrees of freedom by bisection on the
-    angle ``theta = atan(t / sqrt(df))``, to double precision.
-
-    Args:
-        probability (float): in (0, 1), e.g. 0.975.
-        df (int): degrees of freedom, >= 1.
-
-    Returns:
-        float: ``t`` such that ``P(T <= t) = probability``.
-
-    Raises:
-        ValueError: if ``probability`` is not in (0, 1) or ``df`` is not an integer >= 1.
-    """
-    if not 0.0 < probability < 1.0:
-        raise ValueError(f"probability must be in (0, 1), got {probability}.")
-    if isinstance(df, bool) or not isinstance(df, (int, np.integer)) or df < 1:
-        raise ValueError(f"df must be an integer >= 1, got {df!r}.")
-    central = abs(2.0 * probability - 1.0)  # P(|T| <= |t|)
-    low, high = 0.0, math.pi / 2
-    while True:
-        middle = 0.5 * (low + high)
-        if middle in (low, high):
-            break
-        if _t_central_probability(middle, int(df)) < central:
-            low = middle
-        else:
-            high = middle
-    magnitude = math.sqrt(df) * math.tan(middle)
-    return magnitude if probability >= 0.5 else -magnitude
-
-
 def paired_t_interval(
     values: Sequence[float], baseline: Sequence[float], confidence: float = 0.95
 ) -> PairedInterval:
@@ -176,7 +124,7 @@ def paired_t_interval(
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
     differences = summarize(values - baseline)
-    quantile = t_quantile(0.5 + confidence / 2, differences.n - 1)
+    quantile = float(stats.t.ppf(0.5 + confidence / 2, differences.n - 1))
     return PairedInterval(
         n=differences.n,
         mean=differences.mean,

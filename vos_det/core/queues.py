@@ -34,7 +34,7 @@ class ClassFeatureQueues(nn.Module):
 
     ``version`` (a plain int, not saved) changes whenever the contents do (:meth:`push`,
     :meth:`recompute_statistics`, loading a state), so that what is derived from them (e.g. the
-    factorisations of :mod:`vos_det.feature_statistics`) can be cached and rebuilt only then.
+    factorisations of :mod:`vos_det.core.feature_statistics`) can be cached and rebuilt only then.
     Code that writes the buffers directly must call :meth:`mark_changed`.
 
     The statistics are updated incrementally on every push (entering vectors added, overwritten

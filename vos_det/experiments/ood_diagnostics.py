@@ -15,8 +15,8 @@ from typing import Dict, Mapping, Sequence
 
 import numpy as np
 
-from .box_matching import pairwise_iou
-from .score_collector import BoxScores
+from ..evaluation.box_matching import pairwise_iou
+from ..evaluation.score_collector import BoxScores
 
 __all__ = ["FRAGMENT", "assign_ood_classes", "ood_class_breakdown", "unmatched_share"]
 

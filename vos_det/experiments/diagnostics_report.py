@@ -4,7 +4,7 @@ Per run (:func:`run_diagnostics`, from its saved evaluation and the ground truth
 method over the seeds (:func:`diagnostics_tables`): the share of kept ID boxes that match no
 ground-truth box, and per OOD class (the OOD set's annotated objects, plus fragments covering
 none) and score, the share of kept boxes that pass as ID (the class's FPR at the protocol's TPR)
-and as which ID class (:mod:`~vos_det.evaluation.ood_diagnostics`).
+and as which ID class (:mod:`~vos_det.experiments.ood_diagnostics`).
 """
 
 from typing import Dict, List, Mapping, Sequence
@@ -13,8 +13,8 @@ import numpy as np
 from tabulate import tabulate
 
 from .ood_diagnostics import assign_ood_classes, ood_class_breakdown, unmatched_share
-from .output_folder import EvaluationRun
-from .protocol import keep_boxes
+from ..evaluation.output_folder import EvaluationRun
+from ..evaluation.protocol import keep_boxes
 
 __all__ = ["diagnostics_tables", "run_diagnostics"]
 
@@ -36,7 +36,7 @@ def run_diagnostics(
 
     Returns:
         dict: ``{"unmatched_id": percent, "ood": {set: breakdown}}`` with each breakdown as
-        :func:`~vos_det.evaluation.ood_diagnostics.ood_class_breakdown` returns it.
+        :func:`~vos_det.experiments.ood_diagnostics.ood_class_breakdown` returns it.
     """
     result = run.result
     threshold = result.threshold.value

@@ -20,9 +20,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tabulate import tabulate
 
-from .ood_metrics import roc_curve
-from .output_folder import EvaluationRun
-from .protocol import ProtocolResult, keep_boxes
+from ..core.ood_metrics import roc_curve
+from ..evaluation.output_folder import EvaluationRun
+from ..evaluation.protocol import ProtocolResult, keep_boxes
 from .seed_statistics import paired_t_interval, summarize
 
 __all__ = [

@@ -26,20 +26,20 @@ import logging
 import os
 import re
 import shlex
+import shutil
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 from detectron2.config import CfgNode, get_cfg
 
-from .. import model_zoo
-from ..config import add_vos_config, validate_vos_config
-from ..evaluation.output_folder import EvaluationFolder, atomic_write
+from ..config import add_vos_config, load_vos_config
+from ..core.files import atomic_write
+from ..evaluation.output_folder import EvaluationFolder
 
 __all__ = [
     "ChangedRunsError",
     "GridRun",
     "Method",
-    "build_config",
     "config_sha256",
     "grid_runs",
     "load_methods",
@@ -47,6 +47,7 @@ __all__ = [
     "plan_runs",
     "prepare_run",
     "read_run_record",
+    "run_damage",
     "write_run_record",
 ]
 
@@ -54,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 RUN_RECORD = "run_record.json"
 CONFIG_FILE = "config.yaml"
+#: Files every finished run holds besides its record and evaluation (``inference/``).
+RUN_FILES = ("model_final.pth", "metrics.json")
 _METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 _METHOD_KEYS = {"config", "overrides", "description"}
 # Set by the grid itself, per run.
@@ -152,27 +155,6 @@ def parse_method(text: str) -> Method:
     return Method(name, config, tuple(words[1:]))
 
 
-def build_config(config: str, overrides: Sequence, output_dir: str) -> CfgNode:
-    """A frozen, validated VOS config: ``config``, then ``overrides``, then ``OUTPUT_DIR``.
-
-    Args:
-        config (str): a shipped config name (e.g. "Synthetic/vos.yaml") or a YAML path.
-        overrides (Sequence): ``KEY, VALUE, ...`` for ``cfg.merge_from_list``.
-        output_dir (str): ``OUTPUT_DIR``.
-
-    Returns:
-        CfgNode: the config.
-    """
-    cfg = get_cfg()
-    add_vos_config(cfg)
-    cfg.merge_from_file(config if os.path.isfile(config) else model_zoo.get_config_file(config))
-    cfg.merge_from_list(list(overrides))
-    cfg.OUTPUT_DIR = output_dir
-    validate_vos_config(cfg)
-    cfg.freeze()
-    return cfg
-
-
 @dataclasses.dataclass(frozen=True)
 class GridRun:
     """One run of the grid.
@@ -233,7 +215,7 @@ def grid_runs(
             folder = os.path.join(output, "runs", method.name, f"seed{seed}")
             items = [*method.overrides, *overrides, "SEED", seed]
             try:
-                cfg = build_config(method.config, items, folder)
+                cfg = load_vos_config(method.config, items, folder)
             except (AssertionError, KeyError, OSError, TypeError, ValueError) as e:
                 raise ValueError(
                     f"Method {method.name} ({method.config}, overrides {list(method.overrides)} "
@@ -253,12 +235,39 @@ def config_sha256(cfg: CfgNode) -> str:
 
 def read_run_record(run: GridRun) -> Optional[dict]:
     """The run's record (``method``, ``seed``, ``config_sha256``, ``wall_seconds``), or None
-    when it has none (never finished)."""
+    when it has none (never finished).
+
+    Raises:
+        ValueError: naming the file, when it is not a readable record (e.g. truncated).
+    """
     path = os.path.join(run.folder, RUN_RECORD)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            record = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a readable run record ({error})") from error
+    if not isinstance(record, dict) or "config_sha256" not in record:
+        raise ValueError(f"{path} is not a run record (no config_sha256)")
+    return record
+
+
+def run_damage(run: GridRun) -> Optional[str]:
+    """What keeps a run with a record from being complete: its first missing or unreadable file
+    (record, weights, training log, evaluation results, per-box scores), named; None if intact.
+    """
+    try:
+        read_run_record(run)
+        for name in RUN_FILES:
+            if not os.path.isfile(os.path.join(run.folder, name)):
+                return f"{os.path.join(run.folder, name)} is missing"
+        result = run.evaluation.read_results()
+        for dataset in (result.id_dataset, *result.ood):
+            run.evaluation.load_box_scores(dataset)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return str(error)
+    return None
 
 
 def write_run_record(run: GridRun, wall_seconds: float) -> None:
@@ -279,11 +288,11 @@ def write_run_record(run: GridRun, wall_seconds: float) -> None:
 
 
 def prepare_run(run: GridRun) -> None:
-    """Before (re)training: remove the run's record, so that an interrupted run is never taken
-    as done, and write the requested config as ``config.yaml``."""
-    os.makedirs(run.folder, exist_ok=True)
-    if os.path.exists(os.path.join(run.folder, RUN_RECORD)):
-        os.remove(os.path.join(run.folder, RUN_RECORD))
+    """Before (re)training: empty the run's folder, so that nothing of an earlier attempt (its
+    record, training log, checkpoints, evaluation) mixes with the new run, and write the
+    requested config as ``config.yaml``."""
+    shutil.rmtree(run.folder, ignore_errors=True)
+    os.makedirs(run.folder)
     with atomic_write(os.path.join(run.folder, CONFIG_FILE)) as f:
         f.write(run.cfg.dump())
 
@@ -332,11 +341,13 @@ def _config_changes(run: GridRun) -> List[str]:
 def plan_runs(runs: Sequence[GridRun], rerun_changed: bool = False) -> List[GridRun]:
     """The runs still to train.
 
-    A run is done when its record exists, its ``ood_results.json`` exists and it was made with
-    its requested config: its record holds that config's sha256, or its saved ``config.yaml``
-    differs only by keys added to vos_det since, at their defaults. A run without a record (new
-    or interrupted) is to train. A run made with another config is trained again with
-    ``rerun_changed`` (a warning names it and the changed keys); without, nothing is trained.
+    A run is done when its record and every file of a finished run are there and readable
+    (:func:`run_damage`) and it was made with its requested config: its record holds that
+    config's sha256, or its saved ``config.yaml`` differs only by keys added to vos_det since,
+    at their defaults. A run without a record (new or interrupted) is to train, and so is a
+    damaged one (a warning names it and the file). A run made with another config is trained
+    again with ``rerun_changed`` (a warning names it and the changed keys); without, nothing is
+    trained.
 
     Args:
         runs (Sequence[GridRun]): the grid.
@@ -351,10 +362,14 @@ def plan_runs(runs: Sequence[GridRun], rerun_changed: bool = False) -> List[Grid
     """
     pending, changed = [], []
     for run in runs:
-        record = read_run_record(run)
-        if record is None or not os.path.isfile(run.evaluation.results_file):
+        if not os.path.isfile(os.path.join(run.folder, RUN_RECORD)):
+            pending.append(run)  # new, or interrupted before its record
+            continue
+        damage = run_damage(run)
+        if damage:
+            logger.warning("Training %s again: its saved run is incomplete (%s).", run.name, damage)
             pending.append(run)
-        elif record.get("config_sha256") != config_sha256(run.cfg):
+        elif read_run_record(run).get("config_sha256") != config_sha256(run.cfg):
             changes = _config_changes(run)
             if changes:
                 pending.append(run)
