@@ -1,6 +1,7 @@
 # vos-det: one command sets up and tests, one runs the demo. Targets create .venv when missing.
 #   make setup [PYTHON=python3.12] [D2_SOURCE=<git URL or checkout>]
 #   make test
+#   make pretrain [ARGS="--force"]
 #   make demo [QUICK=1]
 #   make benchmark [ARGS="--seeds 5 --jobs 2 ..."]
 PYTHON ?= python3
@@ -9,7 +10,7 @@ TORCH_PACKAGES ?= torch==2.14.1 torchvision==0.29.1
 VENV_PYTHON := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.vos-det-setup
 
-.PHONY: setup test demo benchmark bench clean-venv
+.PHONY: setup test pretrain demo benchmark bench clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -24,6 +25,11 @@ $(SETUP_STAMP): setup.py tools/install_detectron2.py
 
 test: setup
 	$(VENV_PYTHON) -m pytest tests -q
+
+# The benchmark's backbone, pretrained on the procedural shape corpus and cached under
+# pretrained/ (demo, benchmark and the classifier also build it on first use).
+pretrain: setup
+	$(VENV_PYTHON) tools/pretrain_backbone.py $(ARGS)
 
 # The embedded benchmark: train vanilla and VOS, evaluate, print the table, write
 # output/demo/report.md. `make demo QUICK=1` runs a quarter of the schedule.
