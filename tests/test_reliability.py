@@ -178,6 +178,30 @@ def test_ood_threshold_outside_the_scores_range_is_refused():
 # ---------------------------------------------------------------- files
 
 
+def test_backbone_weights_load_with_one_line_and_other_gaps_are_warned(
+    tiny_datasets, pretrained_weights, tmp_path, caplog
+):
+    model = build_model(tiny_cfg(*tiny_datasets, str(tmp_path)))
+    with caplog.at_level(logging.INFO, logger="fvcore"):
+        AtomicCheckpointer(model).load(pretrained_weights, checkpointables=[])
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.startswith("fvcore")]
+    assert not [m for level, m in messages if level >= logging.WARNING], messages
+    others = sum(1 for key in model.state_dict() if not key.startswith("backbone.bottom_up."))
+    assert any(
+        "hold the backbone's ResNet only (backbone.bottom_up.*)" in m and f"model's {others} other" in m
+        for _, m in messages
+    ), messages
+    # A backbone that lacks a stage is a real gap: Detectron2's warning, with the key.
+    state = torch.load(pretrained_weights, map_location="cpu", weights_only=False)
+    state["model"] = {k: v for k, v in state["model"].items() if ".res5." not in k}
+    torch.save(state, tmp_path / "partial.pth")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fvcore"):
+        AtomicCheckpointer(model).load(str(tmp_path / "partial.pth"), checkpointables=[])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("backbone.bottom_up.res5" in m for m in warnings), warnings
+
+
 @pytest.mark.slow
 def test_a_failed_checkpoint_write_leaves_the_previous_one_intact(tiny_datasets, tmp_path):
     model = build_model(tiny_cfg(*tiny_datasets, str(tmp_path)))
