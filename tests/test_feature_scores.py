@@ -93,7 +93,9 @@ def test_feature_scores_match_numpy_brute_force(seed, k):
     got = _scores(queues, x, k)
     for name in FEATURE_SCORES:
         assert got[name].dtype == torch.float64
-        np.testing.assert_allclose(got[name].numpy(), expected[name], rtol=1e-9, atol=1e-9)
+        # The Gaussians are float64; the neighbour search float32 (unit vectors: ~1e-6).
+        tolerance = 2e-6 if name == "knn" else 1e-9
+        np.testing.assert_allclose(got[name].numpy(), expected[name], rtol=tolerance, atol=tolerance)
         low, high = get_score(name).value_range
         assert bool(((got[name] >= low) & (got[name] <= high)).all()), name
 

@@ -46,6 +46,10 @@ def _one_line_error(result, *fragments: str) -> str:
         (["SOLVER.MAX_ITER", 0], "SOLVER.MAX_ITER=0 must be >= 1"),
         (["VOS.NO_SUCH_KEY", 1], "Non-existent config key: VOS.NO_SUCH_KEY"),
         (["VOS.SCORE"], "Override list has odd length"),
+        (
+            ["VOS.FEATURE_STATS.COVARIANCE", "shrunk"],
+            "VOS.FEATURE_STATS.COVARIANCE='shrunk' must be one of ridge, ledoit_wolf, oas",
+        ),
     ],
 )
 def test_configs_that_cannot_train_are_refused_in_one_line(overrides, message):

@@ -96,8 +96,15 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.CROP_FEATURES.MARGIN = 0.15
     cfg.VOS.CROP_FEATURES.QUEUE_SIZE = 1000
     cfg.VOS.CROP_FEATURES.WEIGHTS = ""
-    # Ridge added to the shared covariance: Sigma + COV_EPS * I.
+    # Ridge added to the shared covariance by the "ridge" estimator: Sigma + COV_EPS * I.
     cfg.VOS.COV_EPS = 1e-4
+    # How the class Gaussians' shared covariance is estimated from the queued vectors (box and
+    # crop queues), for the Mahalanobis scores and for sampling virtual outliers: "ridge" (the
+    # pooled within-class sample covariance + COV_EPS * I), "ledoit_wolf" or "oas" (the sample
+    # covariance shrunk towards a multiple of I by the Ledoit-Wolf or the oracle approximating
+    # shrinkage, estimated from the data; vos_det/core/covariance.py).
+    cfg.VOS.FEATURE_STATS = CN()
+    cfg.VOS.FEATURE_STATS.COVARIANCE = "ridge"
     # Pushes between exact recomputations of the incrementally kept queue statistics.
     cfg.VOS.STATS_RECOMPUTE_PERIOD = 1000
     # Gather each step's foreground features from all workers so every worker's queues

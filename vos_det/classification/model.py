@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.covariance import COVARIANCE_ESTIMATORS
 from ..core.energy import EnergyUncertaintyHead
 from ..core.feature_statistics import MissingStatisticsError
 from ..pretraining.resnet import ResNetGN
@@ -56,7 +57,10 @@ class VOSClassifierConfig:
         loss_weight (float): weight of the uncertainty loss (>= 0; 0 trains a vanilla model).
         num_candidates (int): samples drawn per class, of which the least likely are kept.
         num_select (int): virtual outliers kept per class and iteration.
-        cov_eps (float): ridge added to the shared covariance (feature units squared).
+        cov_eps (float): ridge added to the shared covariance (feature units squared) by the
+            "ridge" estimator.
+        covariance (str): how the queues estimate the shared covariance: "ridge",
+            "ledoit_wolf" or "oas" (:mod:`vos_det.core.covariance`).
         knn_k (int): the neighbour the ``knn`` score measures.
         scores (tuple[str, ...]): registered scores :meth:`VOSClassifier.scores` computes.
 
@@ -72,6 +76,7 @@ class VOSClassifierConfig:
     num_candidates: int = 10000
     num_select: int = 1
     cov_eps: float = 1e-4
+    covariance: str = "ridge"
     knn_k: int = DEFAULT_KNN_K
     scores: Tuple[str, ...] = CLASSIFIER_SCORES
 
@@ -89,6 +94,11 @@ class VOSClassifierConfig:
             ("num_candidates", self.num_candidates >= 1, "must be >= 1"),
             ("num_select", 1 <= self.num_select <= self.num_candidates, "must be in [1, N]"),
             ("cov_eps", self.cov_eps >= 0, "must be >= 0"),
+            (
+                "covariance",
+                self.covariance in COVARIANCE_ESTIMATORS,
+                f"must be one of {', '.join(COVARIANCE_ESTIMATORS)}",
+            ),
             ("knn_k", 1 <= self.knn_k, "must be >= 1"),
         )
         for name, valid, requirement in checks:
@@ -195,7 +205,13 @@ class VOSClassifier(nn.Module):
         self.bottleneck = nn.Sequential(nn.Linear(backbone_dim, dim), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(dim, num_classes)
         self.uncertainty = EnergyUncertaintyHead(num_classes)
-        self.queues = ClassFeatureQueues(num_classes, config.queue_size, dim, eps=config.cov_eps)
+        self.queues = ClassFeatureQueues(
+            num_classes,
+            config.queue_size,
+            dim,
+            eps=config.cov_eps,
+            covariance_estimator=config.covariance,
+        )
         self.synthesizer = OutlierSynthesizer("gaussian", config.num_candidates, config.num_select)
 
     def forward(self, images: Tensor) -> Tuple[Tensor, Tensor]:

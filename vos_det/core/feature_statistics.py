@@ -13,8 +13,8 @@ The feature scores of :mod:`vos_det.core.scores` compare box features with what
 Building them costs a Cholesky factorisation (d^3) or a copy of the queues, so
 :func:`gaussian_statistics` and :func:`normalized_feature_bank` keep one of each per queues object
 (for as long as that object lives) and rebuild it only when the queues change (``queues.version``:
-a push, an exact recomputation, a loaded checkpoint) or move to another device. Everything is
-computed in float64.
+a push, an exact recomputation, a loaded checkpoint) or move to another device. The Gaussians are
+computed in float64, the nearest-neighbour search in float32.
 """
 
 import weakref
@@ -45,14 +45,15 @@ class MissingStatisticsError(ValueError):
 class GaussianFeatureStatistics:
     """The queues' Gaussians, factorised for squared Mahalanobis distances of box features.
 
-    * Class Gaussians ``N(mu_k, Sigma)``: ``mu_k`` the class means, ``Sigma`` the queues' pooled
-      within-class covariance plus its ``eps * I`` ridge (:meth:`ClassFeatureQueues.covariance`),
+    * Class Gaussians ``N(mu_k, Sigma)``: ``mu_k`` the class means, ``Sigma`` the queues' shared
+      covariance (:meth:`ClassFeatureQueues.covariance`: the pooled within-class covariance
+      with a ridge, or shrunk by Ledoit-Wolf or OAS),
       factorised once as ``Sigma = L L^T`` (:func:`robust_cholesky`, which adds jitter only if
       Cholesky fails). Only classes holding at least 2 vectors are modelled ("ready"); the others
       are left out of every minimum over classes.
     * The class-agnostic Gaussian ``N(mu_0, Sigma_0)`` of all queued vectors: ``mu_0`` their
-      mean, ``Sigma_0`` their total scatter / N plus the same ridge. The total scatter is the
-      within-class scatter plus the between-class scatter, so exactly
+      mean, ``Sigma_0 = Sigma`` plus the between-class scatter / N (their total scatter / N
+      plus the same ridge or shrinkage), so
       ``Sigma_0 = Sigma + U U^T`` with the columns ``u_k = sqrt(n_k / N) (mu_k - mu_0)`` (one
       per non-empty class), and Woodbury's identity gives, with ``z = L^{-1} x``,
       ``M = L^{-1} U``, ``S = I + M^T M = C C^T``::
@@ -157,10 +158,15 @@ class GaussianFeatureStatistics:
 
 
 class NormalizedFeatureBank:
-    """All queued vectors (every class's valid entries), L2-normalised, in float64.
+    """All queued vectors (every class's valid entries), L2-normalised, in float32.
+
+    The k-th neighbour search is exact, as one float32 matrix product and a top-k per batch of
+    boxes: the distances are those of float64 arithmetic to about 1e-6 (unit vectors), which
+    can swap only neighbours whose distances tie to that precision. Float64 would cost about
+    twice as much for nothing a ranking of boxes can use.
 
     Attributes:
-        vectors (Tensor): (N, d) float64 unit vectors (a zero vector stays zero).
+        vectors (Tensor): (N, d) float32 unit vectors (a zero vector stays zero).
     """
 
     def __init__(self, queues: ClassFeatureQueues):
@@ -171,7 +177,7 @@ class NormalizedFeatureBank:
         """
         slots = torch.arange(queues.capacity, device=queues.counts.device)
         valid = slots < queues.counts[:, None]
-        self.vectors = F.normalize(queues.features[valid].double(), dim=1)
+        self.vectors = F.normalize(queues.features[valid].double(), dim=1).float()
         self._norms_sq = self.vectors.square().sum(1)
 
     def kth_neighbour_distance(self, features: Tensor, k: int) -> Tensor:
@@ -196,9 +202,13 @@ class NormalizedFeatureBank:
                 f"{self.vectors.shape[0]}; lower k, or let the queues fill (they fill as the "
                 "model trains)."
             )
-        unit = F.normalize(_as_float64(features, self.vectors), dim=1)
-        squared = unit.square().sum(1, keepdim=True) + self._norms_sq - 2 * unit @ self.vectors.mT
-        return squared.topk(k, dim=1, largest=False).values[:, -1].clamp_(min=0).sqrt_()
+        unit = F.normalize(
+            features.detach().to(device=self.vectors.device, dtype=torch.float64), dim=1
+        ).float()
+        squared = torch.addmm(self._norms_sq, unit, self.vectors.mT, alpha=-2)
+        squared += unit.square().sum(1, keepdim=True)
+        kth = squared.topk(k, dim=1, largest=False).values[:, -1]
+        return kth.double().clamp_(min=0).sqrt_()
 
 
 def _as_float64(features: Tensor, like: Tensor) -> Tensor:

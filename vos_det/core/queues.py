@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .covariance import COVARIANCE_ESTIMATORS, ledoit_wolf_shrinkage, oas_shrinkage, shrink
 from .linalg import all_finite
 
 __all__ = ["ClassFeatureQueues"]
@@ -55,14 +56,18 @@ class ClassFeatureQueues(nn.Module):
         dim: int,
         eps: float = 1e-4,
         recompute_every: int = 1000,
+        covariance_estimator: str = "ridge",
     ):
         """
         Args:
             num_classes (int): K, the number of classes (queues).
             capacity (int): Q, the maximum number of vectors kept per class.
             dim (int): d, the feature dimension.
-            eps (float): ridge added to the diagonal of :meth:`covariance` (feature units squared).
+            eps (float): ridge added to the diagonal of :meth:`covariance` (feature units
+                squared) by the "ridge" estimator.
             recompute_every (int): recompute the statistics exactly every this many pushes.
+            covariance_estimator (str): how :meth:`covariance` estimates the shared covariance,
+                one of :data:`~vos_det.core.covariance.COVARIANCE_ESTIMATORS`.
         """
         super().__init__()
         for name, value in (
@@ -75,6 +80,12 @@ class ClassFeatureQueues(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if eps < 0:
             raise ValueError(f"eps must be non-negative, got {eps}")
+        if covariance_estimator not in COVARIANCE_ESTIMATORS:
+            raise ValueError(
+                f"covariance_estimator must be one of {COVARIANCE_ESTIMATORS}, got "
+                f"{covariance_estimator!r}"
+            )
+        self.covariance_estimator = covariance_estimator
         self.num_classes = num_classes
         self.capacity = capacity
         self.dim = dim
@@ -96,7 +107,8 @@ class ClassFeatureQueues(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, capacity={self.capacity}, dim={self.dim}, "
-            f"eps={self.eps}, recompute_every={self.recompute_every}"
+            f"eps={self.eps}, recompute_every={self.recompute_every}, "
+            f"covariance_estimator={self.covariance_estimator}"
         )
 
     def _load_from_state_dict(
@@ -299,18 +311,40 @@ class ClassFeatureQueues(nn.Module):
         return self.class_sums / self.counts.clamp(min=1)[:, None]
 
     def covariance(self) -> Tensor:
-        """Pooled within-class covariance of all queued vectors, plus ``eps * I``.
+        """The shared covariance of the class Gaussians, by ``covariance_estimator``.
 
-        ``(sum_i x_i x_i^T - sum_k n_k mu_k mu_k^T) / sum_k n_k`` from the running statistics,
-        i.e. every vector centred on its own class mean, divided by the total number of queued
-        vectors; symmetrised. With all queues empty it is ``eps * I``.
+        All start from the pooled within-class sample covariance
+        ``S = (sum_i x_i x_i^T - sum_k n_k mu_k mu_k^T) / sum_k n_k`` of the running statistics
+        (every vector centred on its own class mean, divided by the total number of queued
+        vectors; symmetrised):
+
+        - "ridge": ``S + eps * I``;
+        - "ledoit_wolf", "oas": ``S`` shrunk towards ``trace(S) / d * I``
+          (:mod:`vos_det.core.covariance`); Ledoit-Wolf reads the queued vectors once more
+          (O(N d)) for the fourth moment of their norms.
+
+        With all queues empty it is ``eps * I``.
 
         Returns:
             Tensor: [d, d] float64, in feature units squared.
         """
         counts = self.counts.double()
+        total = int(self.counts.sum())
         scaled_sums = self.class_sums * counts.clamp(min=1).rsqrt()[:, None]
         scatter = torch.addmm(self.outer_sum, scaled_sums.mT, scaled_sums, alpha=-1)
-        cov = scatter.add(scatter.mT).div_(2 * counts.sum().clamp(min=1))
-        cov.diagonal().add_(self.eps)
-        return cov
+        cov = scatter.add(scatter.mT).div_(2 * max(total, 1))
+        if self.covariance_estimator == "ridge" or total == 0:
+            cov.diagonal().add_(self.eps)
+            return cov
+        if self.covariance_estimator == "oas":
+            return shrink(cov, oas_shrinkage(cov, total))
+        return shrink(cov, ledoit_wolf_shrinkage(cov, total, self._sum_centred_norm4()))
+
+    def _sum_centred_norm4(self) -> Tensor:
+        """Returns: scalar float64 ``sum_i |x_i - mu_(class of i)|^4`` over the queued vectors."""
+        means = self.class_means()
+        total = torch.zeros((), dtype=torch.float64, device=means.device)
+        for k in range(self.num_classes):  # one [Q, d] float64 queue at a time
+            centred = self.class_features(k).double() - means[k]
+            total += centred.square().sum(1).square().sum()
+        return total

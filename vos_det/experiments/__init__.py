@@ -6,7 +6,8 @@ their run records, seed statistics and reports (``make benchmark``, ``make demo`
 * ``training_log``: the training diagnostics read back from ``metrics.json``;
 * ``seed_statistics``, ``seed_report``: means, paired t-intervals, tables and plots;
 * ``ood_diagnostics``, ``diagnostics_report``: what an OOD number is made of;
-* ``benchmark``, ``showcase``: what ``tools/benchmark.py`` and ``tools/showcase.py`` run.
+* ``benchmark``, ``benchmark_report``, ``showcase``: what ``tools/benchmark.py`` and
+  ``tools/showcase.py`` run, and the benchmark's ``report.md``.
 
 Modules are imported by name: ``seed_statistics`` and ``ood_diagnostics`` work without
 Detectron2 (the classifier's tool uses them), the others need it.

@@ -6,6 +6,7 @@ from typing import Optional
 from detectron2.config import CfgNode as CN
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY
 
+from ..core.covariance import COVARIANCE_ESTIMATORS
 from ..core.outlier_synthesis import SYNTHESIS_METHODS
 from ..core.scores import get_score, score_names, scores_requiring
 from ..core.spectral_penalty import SINGULAR_VALUE_PENALTIES
@@ -35,6 +36,11 @@ def validate_vos_config(cfg: CN) -> None:
         (vos.NUM_CANDIDATES >= vos.NUM_SELECT, "VOS.NUM_CANDIDATES", "must be >= VOS.NUM_SELECT"),
         (vos.LOSS_WEIGHT >= 0, "VOS.LOSS_WEIGHT", "must be >= 0"),
         (vos.COV_EPS > 0, "VOS.COV_EPS", "must be > 0"),
+        (
+            vos.FEATURE_STATS.COVARIANCE in COVARIANCE_ESTIMATORS,
+            "VOS.FEATURE_STATS.COVARIANCE",
+            f"must be one of {', '.join(COVARIANCE_ESTIMATORS)}",
+        ),
         (vos.STATS_RECOMPUTE_PERIOD >= 1, "VOS.STATS_RECOMPUTE_PERIOD", "must be >= 1"),
         (vos.SCORE in names, "VOS.SCORE", f"must be one of {', '.join(names)}"),
         (vos.KNN_K >= 1, "VOS.KNN_K", "must be >= 1"),

@@ -75,6 +75,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         feature_head_normalize: bool = True,
         feature_head_loss_weight: float = 0.0,
         cov_eps: float,
+        covariance_estimator: str,
         stats_recompute_period: int,
         sync_queues: bool,
         score_name: str,
@@ -110,7 +111,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 width (needs ``vos_enabled``); 0 = none.
             feature_head_normalize (bool): L2-normalise the feature head's input.
             feature_head_loss_weight (float): weight of ``loss_feature_uncertainty``.
-            cov_eps (float): ridge added to the shared covariance.
+            cov_eps (float): ridge added to the shared covariance ("ridge" estimator).
+            covariance_estimator (str): how the queues estimate their shared covariance
+                (``VOS.FEATURE_STATS.COVARIANCE``).
             stats_recompute_period (int): pushes between exact recomputations of queue statistics.
             sync_queues (bool): gather foreground features from every worker before queueing.
             score_name (str): registered score stored as ``id_scores``.
@@ -164,6 +167,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 feature_dim,
                 eps=cov_eps,
                 recompute_every=stats_recompute_period,
+                covariance_estimator=covariance_estimator,
             )
         self.crop_queues: Optional[ClassFeatureQueues] = None
         if scores_requiring("crop_features", self.score_names):
@@ -173,6 +177,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 crop_feature_dim,
                 eps=cov_eps,
                 recompute_every=stats_recompute_period,
+                covariance_estimator=covariance_estimator,
             )
         if not vos_enabled:
             self.uncertainty.requires_grad_(False)
@@ -203,6 +208,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             feature_head_normalize=cfg.VOS.FEATURE_HEAD.NORMALIZE,
             feature_head_loss_weight=cfg.VOS.FEATURE_HEAD.LOSS_WEIGHT,
             cov_eps=cfg.VOS.COV_EPS,
+            covariance_estimator=cfg.VOS.FEATURE_STATS.COVARIANCE,
             stats_recompute_period=cfg.VOS.STATS_RECOMPUTE_PERIOD,
             sync_queues=cfg.VOS.SYNC_QUEUES,
             score_name=cfg.VOS.SCORE,
