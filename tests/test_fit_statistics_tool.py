@@ -19,7 +19,9 @@ from sklearn.metrics import roc_auc_score
 
 from tiny_detection import IMAGE_SIZE, tiny_cfg
 from tool_scripts import load_tool
+from vos_det.config import load_vos_config
 from vos_det.modeling import VOSOutputLayers
+from vos_det.utils.weights import load_fitting_weights
 from vos_det.core.queues import ClassFeatureQueues
 from vos_det.evaluation import EvaluationFolder
 from vos_det.evaluation.protocol import keep_boxes
@@ -228,3 +230,63 @@ def test_max_images_limits_the_images_whose_boxes_are_counted(config_and_weights
     config, weights = config_and_weights
     message = _usage_error(capsys, config, "--max-images", "1", "MODEL.WEIGHTS", weights)
     assert "Among the 1 training images used, these classes have fewer than" in message
+
+
+@pytest.mark.slow
+def test_every_box_per_class_with_crop_queues_and_an_evaluation_config(
+    tiny_datasets, tiny_ood_dataset, pretrained_weights, tmp_path
+):
+    """``--boxes-per-class all``: every ground-truth box of every class, in the box and the crop
+    queues (each box's crop embedded by the model's encoder, as at test time), and a config.yaml
+    that loads the written checkpoint."""
+    cfg = _fitting_cfg(tiny_datasets, tiny_ood_dataset, tmp_path / "fitted")
+    cfg.VOS.EVAL.SCORES = ("energy", "mahalanobis", "crop_mahalanobis")
+    cfg.VOS.FEATURE_STATS.COVARIANCE = "ledoit_wolf"
+    cfg.VOS.QUEUE_SIZE = cfg.VOS.CROP_FEATURES.QUEUE_SIZE = 4  # fewer than any class has
+    cfg.MODEL.WEIGHTS = pretrained_weights
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("trained")
+    config = tmp_path / "fit.yaml"
+    config.write_text(cfg.dump())
+    path = fit_tool.main(
+        ["--config-file", str(config), "--output", cfg.OUTPUT_DIR, "--boxes-per-class", "all"]
+        + ["MODEL.WEIGHTS", str(tmp_path / "trained.pth")]
+    )
+    written = Path(cfg.OUTPUT_DIR) / "config.yaml"
+    evaluation = load_vos_config(str(written))
+    labels = torch.tensor(
+        [a["category_id"] for r in DatasetCatalog.get(tiny_datasets[0]) for a in r["annotations"]]
+    )
+    counts = torch.bincount(labels, minlength=3)
+    assert evaluation.MODEL.WEIGHTS == path
+    assert evaluation.VOS.QUEUE_SIZE == evaluation.VOS.CROP_FEATURES.QUEUE_SIZE == counts.max()
+    fitted = build_model(evaluation)
+    load_fitting_weights(fitted.eval(), path)  # refuses a checkpoint that does not fit
+    predictor = fitted.roi_heads.box_predictor
+    assert predictor.queues.covariance_estimator == "ledoit_wolf"
+    assert predictor.queues.counts.tolist() == predictor.crop_queues.counts.tolist() == counts.tolist()
+    # The crop queues hold each box's crop feature: the encoder on the test-time resized image.
+    scale = TEST_SIZE / IMAGE_SIZE
+    expected = {k: [] for k in range(3)}
+    with torch.no_grad():
+        for record in DatasetCatalog.get(tiny_datasets[0]):
+            image = cv2.imread(record["file_name"])
+            resized = T.ResizeShortestEdge(TEST_SIZE, TEST_SIZE).get_transform(image)
+            tensor = torch.as_tensor(resized.apply_image(image).transpose(2, 0, 1).copy())
+            images = fitted.preprocess_image([{"image": tensor}])
+            boxes = torch.tensor([a["bbox"] for a in record["annotations"]], dtype=torch.float32)
+            rows = fitted.roi_heads.crop_encoder(images.tensor, [boxes * scale])
+            for row, annotation in zip(rows, record["annotations"]):
+                expected[annotation["category_id"]].append(row)
+    for k in range(3):
+        torch.testing.assert_close(
+            predictor.crop_queues.class_features(k), torch.stack(expected[k]), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_boxes_per_class_must_be_all_or_at_least_two(config_and_weights, capsys):
+    config, weights = config_and_weights
+    for value in ("1", "most"):
+        message = _usage_error(capsys, config, "--boxes-per-class", value, "MODEL.WEIGHTS", weights)
+        assert f"'{value}' is neither 'all' nor a number of boxes >= 2" in message

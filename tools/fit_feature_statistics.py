@@ -5,16 +5,20 @@ For a model trained without feature queues (a stock Detectron2 Faster R-CNN, or 
 trained without a feature score configured): the weights are loaded into a ``VOSROIHeads``
 model of the given config, whose VOS.SCORE or VOS.EVAL.SCORES must name a feature score
 (mahalanobis, relative_mahalanobis, knn); the box features of the ground-truth boxes of the
-``DATASETS.TRAIN`` images (resized as at test time) fill its feature queues, and the weights plus
-the queues are written to ``<output>/<name>.pth``, for ``tools/train_net.py --eval-only`` and
-``tools/demo.py`` with the same config and overrides (the feature scores among them)::
+``DATASETS.TRAIN`` images (resized as at test time) fill its feature queues (and its crop
+queues, for the crop scores), and the weights plus the queues are written to
+``<output>/<name>.pth``, with ``<output>/config.yaml``: the config to evaluate it with
+(``tools/train_net.py --config-file <output>/config.yaml --eval-only``, ``tools/demo.py``)::
 
     python tools/fit_feature_statistics.py \\
         --config-file configs/VOC-Detection/vanilla_R_50_FPN.yaml \\
-        --output output/vanilla_fitted MODEL.WEIGHTS model_final.pth \\
+        --output output/vanilla_fitted --boxes-per-class all MODEL.WEIGHTS model_final.pth \\
         VOS.EVAL.SCORES "('energy', 'mahalanobis', 'relative_mahalanobis', 'knn')"
 
-A class with more boxes than VOS.QUEUE_SIZE keeps the last ones. Exit status 2 for a usage error
+By default the queues keep VOS.QUEUE_SIZE (VOS.CROP_FEATURES.QUEUE_SIZE) boxes per class, a class
+with more keeping its last ones. ``--boxes-per-class N`` keeps N per class instead, and
+``--boxes-per-class all`` every ground-truth box (the queues hold as many as the largest class
+has); ``<output>/config.yaml`` then sets the queue sizes to match. Exit status 2 for a usage error
 (weights not found, no training set, a class with fewer than 2 boxes, no feature score
 configured), with its message.
 """
@@ -28,12 +32,17 @@ from typing import List, Optional
 import vos_det  # noqa: F401  first: silences known warnings; registers heads and datasets
 from detectron2.modeling import build_model
 
+from detectron2.config import CfgNode
+
 from vos_det.config import load_vos_config
+from vos_det.core.files import atomic_write
 from vos_det.engine.checkpoint import AtomicCheckpointer
 from vos_det.engine.fit_statistics import (
+    boxes_per_class,
     build_statistics_loader,
     feature_queues,
     fit_feature_statistics,
+    statistics_dataset_dicts,
 )
 from vos_det.utils.logger import setup_vos_logger
 from vos_det.utils.weights import check_weights, load_fitting_weights
@@ -63,12 +72,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="use only the first N training images (default: all)",
     )
     parser.add_argument(
+        "--boxes-per-class",
+        type=boxes_per_class_argument,
+        default=None,
+        metavar="N|all",
+        help="ground-truth boxes kept per class: a number >= 2, or 'all' (default: the "
+        "config's VOS.QUEUE_SIZE and VOS.CROP_FEATURES.QUEUE_SIZE)",
+    )
+    parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         default=[],
         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model_final.pth",
     )
     return parser
+
+
+def boxes_per_class_argument(text: str) -> int:
+    """``--boxes-per-class``: "all" (returned as 0) or an integer >= 2."""
+    if text == "all":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither 'all' nor a number of boxes >= 2 (a class Gaussian needs 2)"
+        )
+    return value
+
+
+def evaluation_config(cfg: CfgNode, weights: str, capacity: Optional[int]) -> CfgNode:
+    """The config that loads the fitted checkpoint: ``cfg`` with ``MODEL.WEIGHTS`` and, when the
+    queues were resized, both queue sizes set to ``capacity``."""
+    evaluation = cfg.clone()
+    evaluation.defrost()
+    evaluation.MODEL.WEIGHTS = weights
+    if capacity:
+        evaluation.VOS.QUEUE_SIZE = capacity
+        evaluation.VOS.CROP_FEATURES.QUEUE_SIZE = capacity
+        evaluation.VOS.MIN_QUEUE_FILL = min(evaluation.VOS.MIN_QUEUE_FILL, capacity)
+    return evaluation
 
 
 def main(argv: Optional[List[str]] = None) -> str:
@@ -83,24 +128,38 @@ def main(argv: Optional[List[str]] = None) -> str:
     try:
         cfg = load_vos_config(args.config_file, args.opts, args.output)
         check_weights(cfg.MODEL.WEIGHTS)
-        data_loader = build_statistics_loader(cfg, args.max_images)
+        dicts = statistics_dataset_dicts(cfg, args.max_images)
+        counts = boxes_per_class(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+        capacity = args.boxes_per_class
+        if capacity == 0:  # all
+            capacity = int(counts.max())
+        data_loader = build_statistics_loader(cfg, dicts)
         model = build_model(cfg)
         feature_queues(model)
         load_fitting_weights(model, cfg.MODEL.WEIGHTS)
     except (FileNotFoundError, KeyError, ValueError) as error:
         parser.error(error.args[0] if isinstance(error, KeyError) and error.args else str(error))
     setup_vos_logger(cfg.OUTPUT_DIR, rank=0)
-    pushed = fit_feature_statistics(model, data_loader)
-    kept = feature_queues(model).fill_counts()
+    pushed = fit_feature_statistics(model, data_loader, capacity)
+    queues = feature_queues(model)
     logger.info(
-        "Ground-truth boxes per class: %s pushed, %s kept (VOS.QUEUE_SIZE %d).",
+        "Ground-truth boxes per class: %s pushed, %s kept (%d per class at most).",
         pushed.tolist(),
-        kept.tolist(),
-        cfg.VOS.QUEUE_SIZE,
+        queues.fill_counts().tolist(),
+        queues.capacity,
     )
     AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).save(name)
     path = os.path.join(cfg.OUTPUT_DIR, f"{name}.pth")
-    logger.info("Wrote %s: evaluate it with this config and MODEL.WEIGHTS %s", path, path)
+    config = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    with atomic_write(config) as f:
+        f.write(evaluation_config(cfg, path, capacity).dump())
+    logger.info(
+        "Wrote %s and its config %s: evaluate with tools/train_net.py --config-file %s "
+        "--eval-only",
+        path,
+        config,
+        config,
+    )
     return path
 
 

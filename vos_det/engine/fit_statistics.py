@@ -29,26 +29,27 @@ from ..core.queues import ClassFeatureQueues
 from .preflight import check_class_count
 
 __all__ = [
+    "boxes_per_class",
     "build_statistics_loader",
     "feature_queues",
     "fit_feature_statistics",
     "ground_truth_box_features",
+    "ground_truth_crop_features",
+    "statistics_dataset_dicts",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-def build_statistics_loader(cfg: CfgNode, max_images: Optional[int] = None) -> Iterable:
-    """The images of ``DATASETS.TRAIN`` with their ground-truth boxes, one per batch, resized as
-    at test time (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``, no flip).
+def statistics_dataset_dicts(cfg: CfgNode, max_images: Optional[int] = None) -> List[Dict]:
+    """The records of ``DATASETS.TRAIN`` whose ground-truth boxes the statistics are fitted on.
 
     Args:
         cfg (CfgNode): the config.
         max_images (int or None): use only the first this many images (None: all).
 
     Returns:
-        DataLoader: batches (lists of one dict) with ``image`` and ``instances`` (``gt_boxes`` in
-        the resized image's pixels, ``gt_classes``); crowd boxes are left out.
+        list[dict]: Detectron2 dataset records (images without boxes left out).
 
     Raises:
         ValueError: ``DATASETS.TRAIN`` is empty, ``max_images`` < 1, a set's class count is not
@@ -66,29 +67,8 @@ def build_statistics_loader(cfg: CfgNode, max_images: Optional[int] = None) -> I
     for name in cfg.DATASETS.TRAIN:
         check_class_count(name, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=True)[:max_images]
-    _check_boxes_per_class(dicts, cfg)
-    # is_train=True keeps (and resizes) the annotations; the augmentations are the test-time ones.
-    mapper = DatasetMapper(
-        is_train=True,
-        augmentations=detection_utils.build_augmentation(cfg, is_train=False),
-        image_format=cfg.INPUT.FORMAT,
-    )
-    return build_detection_test_loader(dicts, mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS)
-
-
-def _check_boxes_per_class(dicts: Sequence[Dict], cfg: CfgNode) -> None:
-    """Raise ``ValueError`` naming the classes (of ``MODEL.ROI_HEADS.NUM_CLASSES``) with fewer
-    than 2 non-crowd boxes in ``dicts``."""
+    counts = boxes_per_class(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     names = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes") or ()
-    labels = [
-        annotation["category_id"]
-        for record in dicts
-        for annotation in record.get("annotations", ())
-        if not annotation.get("iscrowd", 0)
-    ]
-    counts = np.bincount(
-        np.asarray(labels, dtype=np.int64), minlength=cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    )
     short = [
         f"{names[k] if k < len(names) else k} ({count})"
         for k, count in enumerate(counts)
@@ -100,6 +80,41 @@ def _check_boxes_per_class(dicts: Sequence[Dict], cfg: CfgNode) -> None:
             f"ground-truth boxes a class Gaussian needs: {', '.join(short)}. Use more images "
             "(--max-images) or a training set with boxes of every class."
         )
+    return dicts
+
+
+def boxes_per_class(dicts: Sequence[Dict], num_classes: int) -> np.ndarray:
+    """Returns: (num_classes,) int64 number of non-crowd ground-truth boxes per class."""
+    labels = [
+        annotation["category_id"]
+        for record in dicts
+        for annotation in record.get("annotations", ())
+        if not annotation.get("iscrowd", 0)
+    ]
+    return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+
+
+def build_statistics_loader(cfg: CfgNode, dicts: Sequence[Dict]) -> Iterable:
+    """The images of ``dicts`` with their ground-truth boxes, one per batch, resized as at
+    test time (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``, no flip).
+
+    Args:
+        cfg (CfgNode): the config.
+        dicts (Sequence[dict]): records, e.g. of :func:`statistics_dataset_dicts`.
+
+    Returns:
+        DataLoader: batches (lists of one dict) with ``image`` and ``instances`` (``gt_boxes`` in
+        the resized image's pixels, ``gt_classes``); crowd boxes are left out.
+    """
+    # is_train=True keeps (and resizes) the annotations; the augmentations are the test-time ones.
+    mapper = DatasetMapper(
+        is_train=True,
+        augmentations=detection_utils.build_augmentation(cfg, is_train=False),
+        image_format=cfg.INPUT.FORMAT,
+    )
+    return build_detection_test_loader(
+        list(dicts), mapper=mapper, num_workers=cfg.DATALOADER.NUM_WORKERS
+    )
 
 
 def feature_queues(model: nn.Module) -> ClassFeatureQueues:
@@ -148,34 +163,72 @@ def ground_truth_box_features(model: nn.Module, batch: List[Dict]) -> Tuple[Tens
 
 
 @torch.no_grad()
+def ground_truth_crop_features(model: nn.Module, batch: List[Dict]) -> Optional[Tensor]:
+    """The crop encoder's features of the ground-truth boxes of a batch, as at test time.
+
+    Returns:
+        Tensor or None: (B, C) crop features, boxes in the order of
+        :func:`ground_truth_box_features`; None when the model has no crop encoder.
+    """
+    encoder = getattr(model.roi_heads, "crop_encoder", None)
+    if encoder is None:
+        return None
+    images = model.preprocess_image(batch)
+    boxes = [item["instances"].gt_boxes.tensor.to(images.tensor.device) for item in batch]
+    return encoder(images.tensor, boxes)
+
+
+def _fresh_queues(queues: ClassFeatureQueues, capacity: int) -> ClassFeatureQueues:
+    """Empty queues like ``queues`` (classes, dimension, estimator, device) holding ``capacity``
+    vectors per class."""
+    return ClassFeatureQueues(
+        queues.num_classes,
+        capacity,
+        queues.dim,
+        eps=queues.eps,
+        recompute_every=queues.recompute_every,
+        covariance_estimator=queues.covariance_estimator,
+    ).to(queues.features.device)
+
+
+@torch.no_grad()
 def fit_feature_statistics(
-    model: nn.Module, data_loader: Iterable[List[Dict]], progress: bool = True
+    model: nn.Module,
+    data_loader: Iterable[List[Dict]],
+    capacity: Optional[int] = None,
+    progress: bool = True,
 ) -> Tensor:
     """Replace the feature queues' contents with the ground-truth box features of a data set.
 
-    The queues are emptied first, then every batch's ground-truth box features
-    (:func:`ground_truth_box_features`) are pushed with their classes; a class with more boxes
-    than ``VOS.QUEUE_SIZE`` keeps its last ones. The model runs in eval mode and is restored to
-    its previous mode.
+    The box predictor's queues (and its crop queues, when the model has a crop encoder) are
+    replaced by empty ones, then every batch's ground-truth box features
+    (:func:`ground_truth_box_features`, :func:`ground_truth_crop_features`) are pushed with
+    their classes; a class with more boxes than the queues hold keeps its last ones. The model
+    runs in eval mode and is restored to its previous mode.
 
     Args:
         model (nn.Module): a ``GeneralizedRCNN`` with ``VOSROIHeads`` and feature queues.
         data_loader (Iterable[list[dict]]): batches as :func:`build_statistics_loader` gives.
+        capacity (int or None): vectors the new queues keep per class (the config then needs
+            ``VOS.QUEUE_SIZE`` and ``VOS.CROP_FEATURES.QUEUE_SIZE`` set to it to load them);
+            None keeps each queue's capacity.
         progress (bool): show a tqdm progress bar over the images (of ``data_loader.dataset``).
 
     Returns:
-        Tensor: (K,) int64 number of boxes pushed per class (kept: at most ``VOS.QUEUE_SIZE``).
+        Tensor: (K,) int64 number of boxes pushed per class (kept: at most the capacity).
 
     Raises:
         ValueError: the model has no feature queues.
     """
-    queues = feature_queues(model)
-    held = int(queues.counts.sum())
+    predictor = model.roi_heads.box_predictor
+    held = int(feature_queues(model).counts.sum())
     if held:
         logger.info("The feature queues held %d vectors; they are replaced.", held)
-    queues.load_state_dict(
-        ClassFeatureQueues(queues.num_classes, queues.capacity, queues.dim).state_dict()
-    )
+    names = [name for name in ("queues", "crop_queues") if getattr(predictor, name, None)]
+    for name in names:
+        old = getattr(predictor, name)
+        setattr(predictor, name, _fresh_queues(old, capacity or old.capacity))
+    queues, crop_queues = predictor.queues, getattr(predictor, "crop_queues", None)
     pushed = torch.zeros(queues.num_classes, dtype=torch.int64)
     dataset = getattr(data_loader, "dataset", None)
     was_training = model.training
@@ -190,6 +243,9 @@ def fit_feature_statistics(
             for batch in data_loader:
                 features, labels = ground_truth_box_features(model, batch)
                 queues.push(features, labels)
+                crops = ground_truth_crop_features(model, batch)
+                if crops is not None and crop_queues is not None:
+                    crop_queues.push(crops, labels.to(crops.device))
                 pushed += torch.bincount(labels.cpu(), minlength=queues.num_classes)
                 bar.update(len(batch))
     finally:
