@@ -34,3 +34,21 @@ def test_a_run_without_a_training_log_is_named(tmp_path):
         final_training_metrics(str(tmp_path), ["vos/uncertainty_loss"])
     _write_log(tmp_path, [])
     assert final_training_metrics(str(tmp_path), ["vos/uncertainty_loss"]) == {}
+
+
+def test_changed_settings_name_each_key_and_skip_new_options_at_their_default():
+    from vos_det.experiments.settings_diff import changed_settings
+
+    saved = {"SOLVER": {"MAX_ITER": 100, "LR": 0.1}, "OUTPUT_DIR": "a"}
+    requested = {"SOLVER": {"MAX_ITER": 200, "LR": 0.1}, "OUTPUT_DIR": "b", "VOS": {"NEW": 1}}
+    assert changed_settings(saved, requested) == [
+        "OUTPUT_DIR: a -> b",
+        "SOLVER.MAX_ITER: 100 -> 200",
+        "VOS.NEW: (none) -> 1",
+    ]
+    defaults = {"VOS.NEW": 1}
+    assert changed_settings(saved, requested, defaults, ignored={"OUTPUT_DIR"}) == [
+        "SOLVER.MAX_ITER: 100 -> 200"
+    ]
+    requested["VOS"]["NEW"] = 2  # a new option away from its default is a change
+    assert "VOS.NEW: (none) -> 2" in changed_settings(saved, requested, defaults)

@@ -8,7 +8,7 @@
 The benchmark (:mod:`vos_det.classification.data`) is generated on first use under
 ``--data-root`` (default ``$DETECTRON2_DATASETS/synthetic_classification``): 32x32 images of one
 ID shape (circle, square, triangle) for training and the ID test set, unseen shapes as the near
-OOD set, shape-free cluttered backgrounds as the far OOD set. A small CNN trained from scratch,
+OOD set, shape-free cluttered backgrounds as the far OOD set. The backbone (below), then
 a bottleneck, a linear classifier and the energy uncertainty head; ``vanilla`` trains without the
 uncertainty loss, ``vos`` adds it from ``--start-epoch`` on. Every run is one process thread.
 
@@ -55,6 +55,7 @@ from vos_det.core.shape_scenes import SYNTHETIC_ID_CLASSES
 from vos_det.core.ood_metrics import id_threshold_at_tpr
 from vos_det.core.files import atomic_write
 from vos_det.experiments.seed_statistics import paired_t_interval, summarize
+from vos_det.experiments.settings_diff import changed_settings
 from vos_det.pretraining.weights import (
     PRETRAINED_MODELS,
     load_pretrained_backbone,
@@ -416,16 +417,6 @@ def _saved_run(folder: str, settings: dict) -> Optional[dict]:
     return record if same and os.path.isfile(os.path.join(folder, "scores.png")) else None
 
 
-def _flat(tree: dict, prefix: str = "") -> Dict[str, object]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def check_saved_runs(runs: Sequence[Tuple[dict, str]], retrain_changed: bool) -> None:
     """Refuse, before anything trains, to replace saved runs made with other settings.
 
@@ -438,12 +429,7 @@ def check_saved_runs(runs: Sequence[Tuple[dict, str]], retrain_changed: bool) ->
         record = _read_record(folder)
         if record is None:
             continue
-        old, new = _flat(record["settings"]), _flat(json.loads(json.dumps(settings)))
-        changes = [
-            f"{key}: {old.get(key, '(none)')} -> {new.get(key, '(none)')}"
-            for key in sorted(old.keys() | new.keys())
-            if old.get(key, "(none)") != new.get(key, "(none)")
-        ]
+        changes = changed_settings(record["settings"], json.loads(json.dumps(settings)))
         if changes:
             changed.append(f"{folder} ({'; '.join(changes)})")
     if changed and not retrain_changed:

@@ -27,7 +27,7 @@ import os
 import re
 import shlex
 import shutil
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from detectron2.config import CfgNode, get_cfg
@@ -35,6 +35,7 @@ from detectron2.config import CfgNode, get_cfg
 from ..config import add_vos_config, load_vos_config
 from ..core.files import atomic_write
 from ..evaluation.output_folder import EvaluationFolder
+from .settings_diff import changed_settings, flatten
 
 __all__ = [
     "ChangedRunsError",
@@ -297,22 +298,11 @@ def prepare_run(run: GridRun) -> None:
         f.write(run.cfg.dump())
 
 
-def _flatten(tree: Mapping, prefix: str = "") -> Dict[str, object]:
-    """A nested config dict as {"A.B.C": value}."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _default_config() -> Dict[str, object]:
     """Every key of a Detectron2 + VOS config at its default, flattened."""
     cfg = get_cfg()
     add_vos_config(cfg)
-    return _flatten(yaml.safe_load(cfg.dump()))
+    return flatten(yaml.safe_load(cfg.dump()))
 
 
 def _config_changes(run: GridRun) -> List[str]:
@@ -325,17 +315,9 @@ def _config_changes(run: GridRun) -> List[str]:
     if not os.path.isfile(path):
         return [f"{CONFIG_FILE} missing"]
     with open(path, encoding="utf-8") as f:
-        saved = _flatten(yaml.safe_load(f))
-    requested = _flatten(yaml.safe_load(run.cfg.dump()))
-    defaults = _default_config()
-    changes = []
-    for key in sorted((saved.keys() | requested.keys()) - {"OUTPUT_DIR"}):
-        old, new = saved.get(key, "(none)"), requested.get(key, "(none)")
-        if key not in saved and key in defaults and new == defaults[key]:
-            continue
-        if old != new:
-            changes.append(f"{key}: {old} -> {new}")
-    return changes
+        saved = yaml.safe_load(f)
+    requested = yaml.safe_load(run.cfg.dump())
+    return changed_settings(saved, requested, _default_config(), ignored={"OUTPUT_DIR"})
 
 
 def plan_runs(runs: Sequence[GridRun], rerun_changed: bool = False) -> List[GridRun]:

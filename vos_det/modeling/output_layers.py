@@ -1,7 +1,7 @@
 """VOS box predictor: Fast R-CNN output layers plus feature queues and the uncertainty loss."""
 
 import logging
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -74,9 +74,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         feature_head_hidden_dim: int = 0,
         feature_head_normalize: bool = True,
         feature_head_loss_weight: float = 0.0,
-        cov_eps: float,
-        covariance_estimator: str,
-        stats_recompute_period: int,
+        queue_options: Mapping[str, object],
         sync_queues: bool,
         score_name: str,
         score_names: Sequence[str],
@@ -111,10 +109,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
                 width (needs ``vos_enabled``); 0 = none.
             feature_head_normalize (bool): L2-normalise the feature head's input.
             feature_head_loss_weight (float): weight of ``loss_feature_uncertainty``.
-            cov_eps (float): ridge added to the shared covariance ("ridge" estimator).
-            covariance_estimator (str): how the queues estimate their shared covariance
-                (``VOS.FEATURE_STATS.COVARIANCE``).
-            stats_recompute_period (int): pushes between exact recomputations of queue statistics.
+            queue_options (Mapping): keyword arguments of :class:`ClassFeatureQueues` for the
+                box and crop queues: ``eps`` (the ridge), ``recompute_every`` and
+                ``covariance_estimator``.
             sync_queues (bool): gather foreground features from every worker before queueing.
             score_name (str): registered score stored as ``id_scores``.
             score_names (Sequence[str]): registered scores attached as ``<name>_scores``
@@ -162,22 +159,12 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         self.queues: Optional[ClassFeatureQueues] = None
         if vos_enabled or scores_requiring("queues", self.score_names):
             self.queues = ClassFeatureQueues(
-                self.num_classes,
-                queue_size,
-                feature_dim,
-                eps=cov_eps,
-                recompute_every=stats_recompute_period,
-                covariance_estimator=covariance_estimator,
+                self.num_classes, queue_size, feature_dim, **queue_options
             )
         self.crop_queues: Optional[ClassFeatureQueues] = None
         if scores_requiring("crop_features", self.score_names):
             self.crop_queues = ClassFeatureQueues(
-                self.num_classes,
-                crop_queue_size,
-                crop_feature_dim,
-                eps=cov_eps,
-                recompute_every=stats_recompute_period,
-                covariance_estimator=covariance_estimator,
+                self.num_classes, crop_queue_size, crop_feature_dim, **queue_options
             )
         if not vos_enabled:
             self.uncertainty.requires_grad_(False)
@@ -207,9 +194,11 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             feature_head_hidden_dim=cfg.VOS.FEATURE_HEAD.HIDDEN_DIM,
             feature_head_normalize=cfg.VOS.FEATURE_HEAD.NORMALIZE,
             feature_head_loss_weight=cfg.VOS.FEATURE_HEAD.LOSS_WEIGHT,
-            cov_eps=cfg.VOS.COV_EPS,
-            covariance_estimator=cfg.VOS.FEATURE_STATS.COVARIANCE,
-            stats_recompute_period=cfg.VOS.STATS_RECOMPUTE_PERIOD,
+            queue_options=dict(
+                eps=cfg.VOS.COV_EPS,
+                recompute_every=cfg.VOS.STATS_RECOMPUTE_PERIOD,
+                covariance_estimator=cfg.VOS.FEATURE_STATS.COVARIANCE,
+            ),
             sync_queues=cfg.VOS.SYNC_QUEUES,
             score_name=cfg.VOS.SCORE,
             score_names=cfg.VOS.EVAL.SCORES,
