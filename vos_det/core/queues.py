@@ -82,7 +82,7 @@ class ClassFeatureQueues(nn.Module):
             raise ValueError(f"eps must be non-negative, got {eps}")
         if covariance_estimator not in COVARIANCE_ESTIMATORS:
             raise ValueError(
-                f"covariance_estimator must be one of {COVARIANCE_ESTIMATORS}, got "
+                f"covariance_estimator must be one of {', '.join(COVARIANCE_ESTIMATORS)}, got "
                 f"{covariance_estimator!r}"
             )
         self.covariance_estimator = covariance_estimator
