@@ -264,3 +264,53 @@ def test_runs_of_two_protocols_side_by_side_say_so(trained_vos_run, tmp_path):
     assert "paper (paper) FPR95" in table and "strict (strict) FPR95" in table
     assert "energy (paper)" not in table
     assert "not comparable" in table.splitlines()[-1]
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------
+
+_INTERRUPTING = """
+import importlib, runpy, sys
+module, attribute, tool = sys.argv[1:4]
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+target = importlib.import_module(module)
+*path, name = attribute.split(".")
+for part in path:
+    target = getattr(target, part)
+setattr(target, name, interrupted)
+sys.argv = [tool, *sys.argv[4:]]
+runpy.run_path(tool, run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "tool, patched, arguments, said",
+    [
+        ("benchmark", "vos_det.experiments.benchmark.main", [], "Finished runs are saved"),
+        ("showcase", "vos_det.experiments.showcase.main", [], "pretrained weights and the generated data stay cached"),
+        ("train_net", "vos_det.config.load_vos_config", ["--config-file", "c.yaml"], "add --resume"),
+        ("demo", "vos_det.config.load_vos_config", ["--config-file", "c.yaml", "--input", "x.png", "--output", "o"], "nothing was written"),
+        ("fit_feature_statistics", "vos_det.config.load_vos_config", ["--config-file", "c.yaml", "--output", "o"], "no checkpoint was written"),
+        ("pretrain_backbone", "vos_det.pretraining.weights.pretrain_with_progress", [], "nothing was cached"),
+        ("train_classifier", "vos_det.classification.generate_classification_benchmark", [], "the same command resumes"),
+        ("evaluate_ood", "vos_det.evaluation.output_folder.EvaluationFolder.read_run", ["--run", "a=x"], "nothing was written"),
+    ],
+)
+def test_ctrl_c_in_any_tool_is_one_line_saying_what_was_kept(tool, patched, arguments, said, tmp_path):
+    """A KeyboardInterrupt raised inside the tool's work ends in one line, without a traceback."""
+    module, _, attribute = patched.rpartition(".")
+    owner, _, method = module.rpartition(".")
+    if method[:1].isupper():  # a class's method: patch it on the class
+        module, attribute = owner, f"{method}.{attribute}"
+    script = tmp_path / "interrupting.py"
+    script.write_text(_INTERRUPTING)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [sys.executable, str(script), module, attribute, str(REPO / "tools" / f"{tool}.py"), *arguments],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    printed = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0, printed[-2000:]
+    assert "Traceback" not in printed, printed[-2000:]
+    assert said in printed.splitlines()[-1], printed[-2000:]

@@ -274,4 +274,7 @@ def _publish(staging: str, output: str, records: List[dict]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before the images (while the model loads): nothing written
+        sys.exit("demo.py: interrupted before any image; nothing was written.")

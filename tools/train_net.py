@@ -126,8 +126,8 @@ def parse_checked_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    args = parse_checked_args()
     try:
+        args = parse_checked_args()
         launch(
             main,
             args.num_gpus,
