@@ -19,6 +19,8 @@ draw (a run of ``tools/benchmark.py --data-seed 1``), not on the test draw::
 """
 
 import argparse
+import contextlib
+import io
 import os
 import tempfile
 from typing import Dict, List, Optional
@@ -68,7 +70,7 @@ def evaluate(
             loader = build_statistics_loader(cfg, dicts)
             fit_feature_statistics(model, loader, boxes_per_class, progress=False)
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # pycocotools' tables
             results = VOSTrainer.test(cfg, model)
     (ood_set,) = [name for name in cfg.DATASETS.TEST[1:]]
     return {name: results[ood_set][name] for name in scores}
