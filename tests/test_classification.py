@@ -28,7 +28,6 @@ from vos_det.classification import (
 )
 from vos_det.core import outlier_synthesis as synthesis_module
 from vos_det.pretraining.trainer import normalize_rgb
-from vos_det.core.scores import get_score
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vos_det"
 
