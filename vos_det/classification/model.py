@@ -19,11 +19,12 @@ from torch import Tensor, nn
 from ..core.covariance import COVARIANCE_ESTIMATORS
 from ..core.energy import EnergyUncertaintyHead
 from ..core.feature_statistics import MissingStatisticsError
-from ..pretraining.resnet import ResNetGN
-from ..pretraining.trainer import normalize_rgb
+from ..core.field_checks import check_fields
 from ..core.outlier_synthesis import OutlierSynthesizer
 from ..core.queues import ClassFeatureQueues
 from ..core.scores import DEFAULT_KNN_K, ScoreInputs, compute_scores, get_score
+from ..pretraining.resnet import ResNetGN
+from ..pretraining.trainer import normalize_rgb
 
 __all__ = [
     "CLASSIFIER_SCORES",
@@ -101,9 +102,7 @@ class VOSClassifierConfig:
             ),
             ("knn_k", 1 <= self.knn_k, "must be >= 1"),
         )
-        for name, valid, requirement in checks:
-            if not valid:
-                raise ValueError(f"{name} {requirement}, got {getattr(self, name)!r}")
+        check_fields(self, checks)
         object.__setattr__(self, "scores", tuple(self.scores))
         for name in self.scores:
             get_score(name)  # ValueError naming the registered scores

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..core.field_checks import check_fields
 from ..core.ood_metrics import ood_metrics
 from .model import SmallCNN, VOSClassifier, VOSClassifierConfig
 
@@ -59,9 +60,7 @@ class TrainingConfig:
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("seed", self.seed >= 0, "must be >= 0"),
         )
-        for name, valid, requirement in checks:
-            if not valid:
-                raise ValueError(f"{name} {requirement}, got {getattr(self, name)!r}")
+        check_fields(self, checks)
 
     def iterations_per_epoch(self, num_images: int) -> int:
         """Returns: the steps of one epoch over ``num_images`` images (the last batch may be

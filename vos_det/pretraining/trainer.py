@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.field_checks import check_fields
 from .corpus import CorpusSpec, ShapeTemplate, corpus_templates, render_corpus_crop
 from .resnet import ResNetGN
 
@@ -90,9 +91,7 @@ class PretrainingConfig:
             ("seed", self.seed >= 0, "must be >= 0"),
             ("validation_crops", self.validation_crops >= 1, "must be >= 1"),
         )
-        for name, valid, requirement in checks:
-            if not valid:
-                raise ValueError(f"{name} {requirement}, got {getattr(self, name)!r}")
+        check_fields(self, checks)
 
     @property
     def corpus(self) -> CorpusSpec:
