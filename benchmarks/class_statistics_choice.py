@@ -32,9 +32,10 @@ from vos_det.config import load_vos_config
 from vos_det.core.covariance import COVARIANCE_ESTIMATORS
 from vos_det.data.synthetic_draws import add_draw_arguments, synthetic_benchmark_setup
 from vos_det.engine.fit_statistics import (
-    boxes_per_class as count_boxes,
+    ALL_BOXES,
     build_statistics_loader,
     fit_feature_statistics,
+    queue_capacity,
     statistics_dataset_dicts,
 )
 from vos_det.engine.trainer import VOSTrainer
@@ -48,7 +49,8 @@ def evaluate(
     run: str, overrides: List[str], scores: tuple, boxes_per_class: Optional[int]
 ) -> Dict[str, dict]:
     """The run's model evaluated with ``overrides`` on the scores ``scores``, its queues first
-    refitted post hoc with ``boxes_per_class`` boxes per class (0: all; None: as trained).
+    refitted post hoc with ``boxes_per_class`` boxes per class (``ALL_BOXES``: all; None: as
+    trained).
 
     Returns:
         dict: score -> {"FPR95", "AUROC"} on the run's OOD set.
@@ -65,10 +67,9 @@ def evaluate(
         load_fitting_weights(model, cfg.MODEL.WEIGHTS)
         if boxes_per_class is not None:
             dicts = statistics_dataset_dicts(cfg)
-            if boxes_per_class == 0:
-                boxes_per_class = int(count_boxes(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES).max())
+            capacity = queue_capacity(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES, boxes_per_class)
             loader = build_statistics_loader(cfg, dicts)
-            fit_feature_statistics(model, loader, boxes_per_class, progress=False)
+            fit_feature_statistics(model, loader, capacity, progress=False)
         model.eval()
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # pycocotools' tables
             results = VOSTrainer.test(cfg, model)
@@ -94,7 +95,7 @@ def main() -> None:
     torch.set_num_threads(1)
     synthetic_benchmark_setup(args.images, args.data_root, args.data_seed)
     sources = [("training queues", None)] + [
-        (f"fit, {count} boxes per class", 0 if count == "all" else int(count))
+        (f"fit, {count} boxes per class", ALL_BOXES if count == "all" else int(count))
         for count in args.boxes_per_class
     ]
     print("| statistics | covariance | score | FPR95 | AUROC |")

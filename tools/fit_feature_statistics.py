@@ -38,10 +38,11 @@ from vos_det.config import load_vos_config
 from vos_det.core.files import atomic_write
 from vos_det.engine.checkpoint import AtomicCheckpointer
 from vos_det.engine.fit_statistics import (
-    boxes_per_class,
+    ALL_BOXES,
     build_statistics_loader,
     feature_queues,
     fit_feature_statistics,
+    queue_capacity,
     statistics_dataset_dicts,
 )
 from vos_det.utils.logger import setup_vos_logger
@@ -89,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def boxes_per_class_argument(text: str) -> int:
-    """``--boxes-per-class``: "all" (returned as 0) or an integer >= 2."""
+    """``--boxes-per-class``: "all" (returned as ``ALL_BOXES``) or an integer >= 2."""
     if text == "all":
-        return 0
+        return ALL_BOXES
     try:
         value = int(text)
     except ValueError:
@@ -129,10 +130,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         cfg = load_vos_config(args.config_file, args.opts, args.output)
         check_weights(cfg.MODEL.WEIGHTS)
         dicts = statistics_dataset_dicts(cfg, args.max_images)
-        counts = boxes_per_class(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-        capacity = args.boxes_per_class
-        if capacity == 0:  # all
-            capacity = int(counts.max())
+        capacity = queue_capacity(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES, args.boxes_per_class)
         data_loader = build_statistics_loader(cfg, dicts)
         model = build_model(cfg)
         feature_queues(model)

@@ -29,12 +29,14 @@ from ..core.queues import ClassFeatureQueues
 from .preflight import check_class_count
 
 __all__ = [
-    "boxes_per_class",
+    "ALL_BOXES",
+    "boxes_per_class_counts",
     "build_statistics_loader",
     "feature_queues",
     "fit_feature_statistics",
     "ground_truth_box_features",
     "ground_truth_crop_features",
+    "queue_capacity",
     "statistics_dataset_dicts",
 ]
 
@@ -67,7 +69,7 @@ def statistics_dataset_dicts(cfg: CfgNode, max_images: Optional[int] = None) -> 
     for name in cfg.DATASETS.TRAIN:
         check_class_count(name, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=True)[:max_images]
-    counts = boxes_per_class(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    counts = boxes_per_class_counts(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     names = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("thing_classes") or ()
     short = [
         f"{names[k] if k < len(names) else k} ({count})"
@@ -83,7 +85,7 @@ def statistics_dataset_dicts(cfg: CfgNode, max_images: Optional[int] = None) -> 
     return dicts
 
 
-def boxes_per_class(dicts: Sequence[Dict], num_classes: int) -> np.ndarray:
+def boxes_per_class_counts(dicts: Sequence[Dict], num_classes: int) -> np.ndarray:
     """Returns: (num_classes,) int64 number of non-crowd ground-truth boxes per class."""
     labels = [
         annotation["category_id"]
@@ -92,6 +94,29 @@ def boxes_per_class(dicts: Sequence[Dict], num_classes: int) -> np.ndarray:
         if not annotation.get("iscrowd", 0)
     ]
     return np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+
+
+#: ``boxes_per_class`` of :func:`queue_capacity` meaning "every ground-truth box".
+ALL_BOXES = 0
+
+
+def queue_capacity(
+    dicts: Sequence[Dict], num_classes: int, boxes_per_class: Optional[int]
+) -> Optional[int]:
+    """Vectors per class the fitted queues keep (``capacity`` of :func:`fit_feature_statistics`).
+
+    Args:
+        dicts (Sequence[dict]): the records the statistics are fitted on.
+        num_classes (int): K.
+        boxes_per_class (int or None): None keeps the model's queue sizes; :data:`ALL_BOXES`
+            asks for every box (the count of the class with the most boxes); else that number.
+
+    Returns:
+        int or None: the capacity, None for the model's own.
+    """
+    if boxes_per_class == ALL_BOXES:
+        return int(boxes_per_class_counts(dicts, num_classes).max())
+    return boxes_per_class
 
 
 def build_statistics_loader(cfg: CfgNode, dicts: Sequence[Dict]) -> Iterable:
