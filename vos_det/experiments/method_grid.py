@@ -20,6 +20,7 @@ naming the changed keys, unless asked to train those runs again.
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -298,8 +299,10 @@ def prepare_run(run: GridRun) -> None:
         f.write(run.cfg.dump())
 
 
+@functools.lru_cache(maxsize=1)
 def _default_config() -> Dict[str, object]:
-    """Every key of a Detectron2 + VOS config at its default, flattened."""
+    """Every key of a Detectron2 + VOS config at its default, flattened (built once; read
+    only)."""
     cfg = get_cfg()
     add_vos_config(cfg)
     return flatten(yaml.safe_load(cfg.dump()))
