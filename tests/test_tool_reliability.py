@@ -183,6 +183,7 @@ def test_demo_refuses_weights_and_configs_that_do_not_fit(model_files, tmp_path,
     config, weights, _, images = model_files
     result = _demo(config, weights, images, tmp_path / "out", "VOS.SCORE", "energy", *overrides)
     _one_line_error(result, *fragments)
+    assert "Skip loading parameter" not in result.stdout + result.stderr  # loaded once, strictly
     assert not (tmp_path / "out").exists()
 
 

@@ -187,7 +187,14 @@ def build_predictor(cfg: CfgNode) -> DefaultPredictor:
         ValueError: the weights do not fit the model, or lack a score's statistics.
     """
     check_weights(cfg.MODEL.WEIGHTS)
-    predictor = DefaultPredictor(cfg)
+    # DefaultPredictor would load MODEL.WEIGHTS leniently (skipping what does not fit, with
+    # Detectron2's warnings): build it without weights and load them once, strictly. The crop
+    # encoder keeps its source of pretrained weights ("" means MODEL.WEIGHTS).
+    unloaded = cfg.clone()
+    unloaded.defrost()
+    unloaded.VOS.CROP_FEATURES.WEIGHTS = cfg.VOS.CROP_FEATURES.WEIGHTS or cfg.MODEL.WEIGHTS
+    unloaded.MODEL.WEIGHTS = ""
+    predictor = DefaultPredictor(unloaded)
     load_fitting_weights(predictor.model, cfg.MODEL.WEIGHTS)
     check_score_statistics(predictor.model.roi_heads.box_predictor, cfg.VOS.EVAL.SCORES)
     return predictor

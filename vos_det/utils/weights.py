@@ -4,6 +4,7 @@ resolving ``vos_det://pretrained/<name>``, the address of vos_det's cached pretr
 (:mod:`vos_det.pretraining.weights`), for Detectron2's checkpointer."""
 
 import os
+import pickle
 from typing import Any, Iterable, Sequence
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -69,12 +70,15 @@ def load_fitting_weights(
 
     Raises:
         ValueError: naming the first parameter whose shape differs (both shapes), or the first
-            missing one, and what to check; or the file when it cannot be read.
+            missing one, and what to check; the feature queues' shapes when they differ; or the
+            file when it cannot be read.
     """
     checkpointer = RecordingCheckpointer(model)
     try:
         checkpointer.load(weights, checkpointables=[])
-    except (OSError, RuntimeError, EOFError, ValueError, KeyError) as error:  # damaged files
+    except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:
+        # A damaged file. (Feature queues of another shape raise their own ValueError, which
+        # names the config keys to set: it passes through.)
         raise ValueError(
             f"MODEL.WEIGHTS {weights} is not a readable checkpoint ({type(error).__name__}: "
             f"{error}); it may be truncated: write it again."
