@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Inference cost of the feature scores (mahalanobis, relative_mahalanobis, knn), side by side.
+"""Inference cost of the feature scores (mahalanobis, relative_mahalanobis, knn, layer_mahalanobis),
+side by side.
 
 At the VOC shape (20 classes, 1024-d box features, queues of 1000 vectors per class, full), one
 predictor call is ``VOSOutputLayers.forward`` + ``inference`` on 1000 proposals of one image
@@ -8,6 +9,8 @@ with the default scores (vos, energy, msp, max_logit) and with the three feature
 the factorisations cached (warm). Also printed: each feature score alone on the 100 detections,
 the one-off cost of building the cached statistics after the queues change, and, for scale, the
 standard FPN box head (2 FC layers of 1024 on 256 x 7 x 7 pooled features) on the 1000 proposals.
+``layer_mahalanobis`` on the FPN levels p2-p5 (256 channels each, queues of 1000 per class) is
+timed with its ROI pooling of the 100 detections from the levels' maps of an 800 x 1067 image.
 
     python benchmarks/bench_feature_scores.py [--repeats 30] [--threads 1]
 """
@@ -26,6 +29,7 @@ from detectron2.structures import Boxes, Instances
 import vos_det
 from vos_det.core.feature_statistics import GaussianFeatureStatistics, NormalizedFeatureBank
 from vos_det.modeling import VOSOutputLayers
+from vos_det.modeling.layer_features import LayerFeatures
 from vos_det.core.scores import ScoreInputs, compute_scores
 
 NUM_CLASSES, FEATURE_DIM, QUEUE_SIZE, NUM_PROPOSALS = 20, 1024, 1000, 1000
@@ -66,6 +70,34 @@ def image_inputs(generator: torch.Generator) -> Tuple[torch.Tensor, Instances]:
     proposals = Instances(IMAGE_SIZE)
     proposals.proposal_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
     return box_features(generator, labels), proposals
+
+
+def layer_mahalanobis_ms(generator: torch.Generator, boxes: torch.Tensor, repeats: int) -> float:
+    """Median time of ``layer_mahalanobis`` on the FPN levels p2-p5 (pooling included) for the
+    (R, 4) detected boxes, its queues full and its statistics cached."""
+    strides = {"p2": 4, "p3": 8, "p4": 16, "p5": 32}
+    shapes = {name: ShapeSpec(channels=256, stride=stride) for name, stride in strides.items()}
+    layers = LayerFeatures(shapes, list(strides), NUM_CLASSES, QUEUE_SIZE).eval()
+    labels = torch.arange(NUM_CLASSES).repeat_interleave(QUEUE_SIZE)
+    layers.queues.push(
+        {name: torch.randn(len(labels), 256, generator=generator).relu() for name in strides},
+        labels,
+    )
+    maps = {
+        name: torch.randn(1, 256, IMAGE_SIZE[0] // s, IMAGE_SIZE[1] // s, generator=generator)
+        for name, s in strides.items()
+    }
+
+    def score() -> torch.Tensor:
+        inputs = ScoreInputs(
+            torch.zeros(len(boxes), NUM_CLASSES),
+            layer_features=layers(maps, [boxes]),
+            layer_queues=layers.queues,
+        )
+        return compute_scores(["layer_mahalanobis"], inputs)
+
+    score()  # builds the cached statistics
+    return median_ms(score, repeats)
 
 
 def elapsed_ms(function: Callable[[], object]) -> float:
@@ -130,9 +162,16 @@ def main() -> None:
             lambda: knn_float64(features[kept], bank.vectors, featured.knn_k), args.repeats
         )
         gap = (
-            bank.kth_neighbour_distance(features[kept], featured.knn_k)
-            - knn_float64(features[kept], bank.vectors, featured.knn_k)
-        ).abs().max()
+            (
+                bank.kth_neighbour_distance(features[kept], featured.knn_k)
+                - knn_float64(features[kept], bank.vectors, featured.knn_k)
+            )
+            .abs()
+            .max()
+        )
+        alone["layer_mahalanobis (p2-p5, pooling incl.)"] = layer_mahalanobis_ms(
+            generator, detections.pred_boxes.tensor, args.repeats
+        )
         box_head = build_box_head(voc_cfg(), ShapeSpec(channels=256, height=7, width=7))
         pooled = torch.randn(NUM_PROPOSALS, 256, 7, 7, generator=generator)
         head_ms = median_ms(lambda: box_head(pooled), 5)
@@ -153,7 +192,7 @@ def main() -> None:
     print("each feature score alone on the detections (cached statistics):")
     for name, value in alone.items():
         share = 100 * value / calls["default scores"]
-        print(f"  {name:<22}         {value:9.2f} ms  ({share:5.1f} % of a predictor call)")
+        print(f"  {name:<38} {value:9.2f} ms  ({share:5.1f} % of a predictor call)")
     print(
         f"  knn's float64 reference (before)   {reference_ms:9.2f} ms; largest distance gap to "
         f"the float32 search {float(gap):.1e}"

@@ -196,7 +196,7 @@ def build_predictor(cfg: CfgNode) -> DefaultPredictor:
     unloaded.MODEL.WEIGHTS = ""
     predictor = DefaultPredictor(unloaded)
     load_fitting_weights(predictor.model, cfg.MODEL.WEIGHTS)
-    check_score_statistics(predictor.model.roi_heads.box_predictor, cfg.VOS.EVAL.SCORES)
+    check_score_statistics(predictor.model.roi_heads, cfg.VOS.EVAL.SCORES)
     return predictor
 
 

@@ -6,7 +6,8 @@ trained without a feature score configured): the weights are loaded into a ``VOS
 model of the given config, whose VOS.SCORE or VOS.EVAL.SCORES must name a feature score
 (mahalanobis, relative_mahalanobis, knn); the box features of the ground-truth boxes of the
 ``DATASETS.TRAIN`` images (resized as at test time) fill its feature queues (and its crop
-queues, for the crop scores), and the weights plus the queues are written to
+queues, for the crop scores, and its layer queues, for the layer scores), and the weights plus
+the queues are written to
 ``<output>/<name>.pth``, with ``<output>/config.yaml``: the config to evaluate it with
 (``tools/train_net.py --config-file <output>/config.yaml --eval-only``, ``tools/demo.py``)::
 
@@ -15,7 +16,8 @@ queues, for the crop scores), and the weights plus the queues are written to
         --output output/vanilla_fitted --boxes-per-class all MODEL.WEIGHTS model_final.pth \\
         VOS.EVAL.SCORES "('energy', 'mahalanobis', 'relative_mahalanobis', 'knn')"
 
-By default the queues keep VOS.QUEUE_SIZE (VOS.CROP_FEATURES.QUEUE_SIZE) boxes per class, a class
+By default the queues keep VOS.QUEUE_SIZE (VOS.CROP_FEATURES.QUEUE_SIZE,
+VOS.LAYER_FEATURES.QUEUE_SIZE) boxes per class, a class
 with more keeping its last ones. ``--boxes-per-class N`` keeps N per class instead, and
 ``--boxes-per-class all`` every ground-truth box (the queues hold as many as the largest class
 has); ``<output>/config.yaml`` then sets the queue sizes to match. Exit status 2 for a usage error
@@ -113,6 +115,7 @@ def evaluation_config(cfg: CfgNode, weights: str, capacity: Optional[int]) -> Cf
     if capacity:
         evaluation.VOS.QUEUE_SIZE = capacity
         evaluation.VOS.CROP_FEATURES.QUEUE_SIZE = capacity
+        evaluation.VOS.LAYER_FEATURES.QUEUE_SIZE = capacity
         evaluation.VOS.MIN_QUEUE_FILL = min(evaluation.VOS.MIN_QUEUE_FILL, capacity)
     return evaluation
 

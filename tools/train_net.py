@@ -71,7 +71,7 @@ def load_model_to_evaluate(cfg: CfgNode, resume: bool) -> torch.nn.Module:
     """
     model = VOSTrainer.build_model(cfg)
     load_fitting_weights(model, eval_only_weights(cfg, resume))
-    check_score_statistics(model.roi_heads.box_predictor, (cfg.VOS.SCORE, *cfg.VOS.EVAL.SCORES))
+    check_score_statistics(model.roi_heads, (cfg.VOS.SCORE, *cfg.VOS.EVAL.SCORES))
     return model
 
 

@@ -96,6 +96,17 @@ def add_vos_config(cfg: CN) -> None:
     cfg.VOS.CROP_FEATURES.MARGIN = 0.15
     cfg.VOS.CROP_FEATURES.QUEUE_SIZE = 1000
     cfg.VOS.CROP_FEATURES.WEIGHTS = ""
+    # Layer features (vos_det.modeling.layer_features), read by "layer_mahalanobis" (the sum
+    # over the layers of each layer's squared Mahalanobis distance, standardised by the
+    # distances of its queued vectors) and "layer_mahalanobis_<layer>" (one layer's distance):
+    # each box is ROI-pooled (averaged over the box) at every layer of IN_FEATURES, backbone
+    # outputs such as the FPN levels "p2"-"p6", or the ResNet stages "res2"-"res5" with
+    # MODEL.BACKBONE.NAME "build_resnet_fpn_stages_backbone". Class statistics: QUEUE_SIZE
+    # vectors per class and layer of the ground-truth boxes seen in training (or fitted by
+    # tools/fit_feature_statistics.py). Built only when a configured score reads them.
+    cfg.VOS.LAYER_FEATURES = CN()
+    cfg.VOS.LAYER_FEATURES.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    cfg.VOS.LAYER_FEATURES.QUEUE_SIZE = 1000
     # Ridge added to the shared covariance by the "ridge" estimator: Sigma + COV_EPS * I.
     cfg.VOS.COV_EPS = 1e-4
     # How the class Gaussians' shared covariance is estimated from the queued vectors (box and

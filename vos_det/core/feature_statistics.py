@@ -31,6 +31,7 @@ __all__ = [
     "GaussianFeatureStatistics",
     "MissingStatisticsError",
     "NormalizedFeatureBank",
+    "cached_statistics",
     "gaussian_statistics",
     "normalized_feature_bank",
 ]
@@ -172,12 +173,9 @@ class NormalizedFeatureBank:
     def __init__(self, queues: ClassFeatureQueues):
         """
         Args:
-            queues (ClassFeatureQueues): the queues; copied once (no reference is kept). Their
-                slots fill from 0, so class k's valid entries are its first ``counts[k]`` slots.
+            queues (ClassFeatureQueues): the queues; copied once (no reference is kept).
         """
-        slots = torch.arange(queues.capacity, device=queues.counts.device)
-        valid = slots < queues.counts[:, None]
-        self.vectors = F.normalize(queues.features[valid].double(), dim=1).float()
+        self.vectors = F.normalize(queues.queued_features().double(), dim=1).float()
         self._norms_sq = self.vectors.square().sum(1)
 
     def kth_neighbour_distance(self, features: Tensor, k: int) -> Tensor:
@@ -216,7 +214,7 @@ def _as_float64(features: Tensor, like: Tensor) -> Tensor:
     return features.detach().to(device=like.device, dtype=torch.float64)
 
 
-_Statistics = TypeVar("_Statistics", GaussianFeatureStatistics, NormalizedFeatureBank)
+_Statistics = TypeVar("_Statistics")
 
 #: queues -> {statistics class: (cache key, statistics)}; an entry lives as long as its queues.
 _CACHE: "weakref.WeakKeyDictionary[ClassFeatureQueues, Dict[type, Tuple[Hashable, object]]]" = (
@@ -224,10 +222,16 @@ _CACHE: "weakref.WeakKeyDictionary[ClassFeatureQueues, Dict[type, Tuple[Hashable
 )
 
 
-def _cached(
+def cached_statistics(
     queues: ClassFeatureQueues, build: Callable[[ClassFeatureQueues], _Statistics]
 ) -> _Statistics:
-    """``build(queues)``, rebuilt only when ``queues.version`` or the queues' device changed."""
+    """``build(queues)``, rebuilt only when ``queues.version`` or the queues' device changed.
+
+    Args:
+        queues (ClassFeatureQueues): the queues the statistics describe.
+        build (callable): ``queues -> statistics``, e.g. a statistics class; one cache entry per
+            ``build`` and queues object.
+    """
     key = (queues.version, queues.features.device)
     entries = _CACHE.setdefault(queues, {})
     entry = entries.get(build)
@@ -238,9 +242,9 @@ def _cached(
 
 def gaussian_statistics(queues: ClassFeatureQueues) -> GaussianFeatureStatistics:
     """The :class:`GaussianFeatureStatistics` of ``queues``' current contents (cached)."""
-    return _cached(queues, GaussianFeatureStatistics)
+    return cached_statistics(queues, GaussianFeatureStatistics)
 
 
 def normalized_feature_bank(queues: ClassFeatureQueues) -> NormalizedFeatureBank:
     """The :class:`NormalizedFeatureBank` of ``queues``' current contents (cached)."""
-    return _cached(queues, NormalizedFeatureBank)
+    return cached_statistics(queues, NormalizedFeatureBank)

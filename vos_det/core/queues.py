@@ -306,6 +306,16 @@ class ClassFeatureQueues(nn.Module):
         offsets = torch.arange(count, device=self.features.device)
         return self.features[k, (self.heads[k] - count + offsets) % self.capacity]
 
+    def queued_features(self) -> Tensor:
+        """Every class's valid entries, class by class (slots fill from 0, so class k's valid
+        entries are its first ``counts[k]`` slots).
+
+        Returns:
+            Tensor: (counts.sum(), d) float32 (a copy).
+        """
+        slots = torch.arange(self.capacity, device=self.counts.device)
+        return self.features[slots < self.counts[:, None]]
+
     def class_means(self) -> Tensor:
         """Returns: [K, d] float64 per-class means of the queued vectors (zero rows when empty)."""
         return self.class_sums / self.counts.clamp(min=1)[:, None]

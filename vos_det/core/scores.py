@@ -17,23 +17,28 @@ Built in: the logit scores ``vos``, ``energy``, ``msp``, ``max_logit``; the feat
 ``mahalanobis``, ``relative_mahalanobis``, ``knn``, which read the box features against the
 queues' statistics (:mod:`vos_det.core.feature_statistics`, factorised once per state of the queues);
 ``crop_mahalanobis`` and ``crop_knn``, the same on box-crop features (each box resampled from
-the image and embedded by the pretrained backbone) against their own class queues; and
+the image and embedded by the pretrained backbone) against their own class queues;
+``layer_mahalanobis``, the sum of the standardised Mahalanobis distances of ROI-pooled features
+of several backbone layers (:mod:`vos_det.core.layer_statistics`), and
+``layer_mahalanobis_<layer>`` one such layer's (for the layers of :data:`LAYER_NAMES`); and
 ``feature_head``, the trained feature-space uncertainty head on the box features.
 """
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
 from torch import Tensor
 
 from .energy import EnergyUncertaintyHead, energy_score, max_logit_score, msp_score
 from .feature_head import FeatureUncertaintyHead
 from .feature_statistics import gaussian_statistics, normalized_feature_bank
+from .layer_statistics import LayerFeatureQueues, layer_distance
 from .queues import ClassFeatureQueues
 
 __all__ = [
     "DEFAULT_KNN_K",
+    "LAYER_NAMES",
     "SCORE_REQUIREMENTS",
     "ScoreDefinition",
     "ScoreInputs",
@@ -57,7 +62,15 @@ SCORE_REQUIREMENTS = {
         "the detections' box crops embedded by the pretrained crop encoder, and their class "
         "queues (VOS.CROP_FEATURES)"
     ),
+    "layer_features": (
+        "ROI-pooled features of the detections at the backbone layers of "
+        "VOS.LAYER_FEATURES.IN_FEATURES, and their class queues"
+    ),
 }
+
+#: The layers with a ``layer_mahalanobis_<layer>`` score: a ResNet's stages and the FPN levels,
+#: as Detectron2 names them.
+LAYER_NAMES = ("res2", "res3", "res4", "res5", "p2", "p3", "p4", "p5", "p6")
 
 #: The default k of the ``knn`` score (``VOS.KNN_K``).
 DEFAULT_KNN_K = 10
@@ -75,6 +88,9 @@ class ScoreInputs:
         feature_head (FeatureUncertaintyHead or None): the feature-space uncertainty head.
         crop_features (Tensor or None): (R, C) box-crop features of the same detections.
         crop_queues (ClassFeatureQueues or None): the class queues of crop features.
+        layer_features (Mapping[str, Tensor] or None): layer name -> (R, C_l) ROI-pooled
+            features of the same detections.
+        layer_queues (LayerFeatureQueues or None): the class queues of those layers.
         knn_k (int): which nearest queued vector the ``knn`` scores measure (``VOS.KNN_K``).
     """
 
@@ -85,14 +101,19 @@ class ScoreInputs:
     feature_head: Optional[FeatureUncertaintyHead] = None
     crop_features: Optional[Tensor] = None
     crop_queues: Optional[ClassFeatureQueues] = None
+    layer_features: Optional[Mapping[str, Tensor]] = None
+    layer_queues: Optional[LayerFeatureQueues] = None
     knn_k: int = DEFAULT_KNN_K
 
     def available(self) -> FrozenSet[str]:
-        """Returns: the names of :data:`SCORE_REQUIREMENTS` these inputs provide ("crop_features"
-        when both the crop features and their queues are there)."""
+        """Returns: the names of :data:`SCORE_REQUIREMENTS` these inputs provide
+        ("crop_features" and "layer_features" when both the features and their queues are
+        there)."""
         present = {name for name in SCORE_REQUIREMENTS if getattr(self, name, None) is not None}
         if self.crop_queues is None:
             present.discard("crop_features")
+        if self.layer_queues is None:
+            present.discard("layer_features")
         return frozenset(present)
 
 
@@ -264,6 +285,28 @@ def _crop_mahalanobis(inputs: ScoreInputs) -> Tensor:
 def _crop_knn(inputs: ScoreInputs) -> Tensor:
     """:func:`knn_score` of the box-crop features against the crop queues (k = ``knn_k``)."""
     return knn_score(inputs.crop_features, inputs.crop_queues, inputs.knn_k)
+
+
+@register_score("layer_mahalanobis", requires=("layer_features",))
+def _layer_mahalanobis(inputs: ScoreInputs) -> Tensor:
+    """Minus the sum over the queued layers of the standardised squared Mahalanobis distances
+    (:meth:`LayerFeatureQueues.combined_distance`); float64."""
+    return -inputs.layer_queues.combined_distance(inputs.layer_features)
+
+
+def _register_layer_score(layer: str) -> None:
+    """Register ``layer_mahalanobis_<layer>``: minus one layer's smallest squared Mahalanobis
+    distance to a class mean of its queues."""
+
+    @register_score(
+        f"layer_mahalanobis_{layer}", requires=("layer_features",), value_range=(-math.inf, 0.0)
+    )
+    def _one_layer(inputs: ScoreInputs) -> Tensor:
+        return -layer_distance(inputs.layer_queues, inputs.layer_features, layer)
+
+
+for _layer in LAYER_NAMES:
+    _register_layer_score(_layer)
 
 
 @register_score("feature_head", requires=("box_features", "feature_head"), value_range=(0.0, 1.0))

@@ -36,6 +36,7 @@ __all__ = [
     "fit_feature_statistics",
     "ground_truth_box_features",
     "ground_truth_crop_features",
+    "ground_truth_layer_features",
     "queue_capacity",
     "statistics_dataset_dicts",
 ]
@@ -203,6 +204,22 @@ def ground_truth_crop_features(model: nn.Module, batch: List[Dict]) -> Optional[
     return encoder(images.tensor, boxes)
 
 
+@torch.no_grad()
+def ground_truth_layer_features(model: nn.Module, batch: List[Dict]) -> Optional[Dict[str, Tensor]]:
+    """The ROI-pooled layer features of the ground-truth boxes of a batch, as at test time.
+
+    Returns:
+        dict[str, Tensor] or None: layer name -> (B, C_l) features, boxes in the order of
+        :func:`ground_truth_box_features`; None when the model pools no layer.
+    """
+    layers = getattr(model.roi_heads, "layer_features", None)
+    if layers is None:
+        return None
+    images = model.preprocess_image(batch)
+    boxes = [item["instances"].gt_boxes.tensor.to(images.tensor.device) for item in batch]
+    return layers(model.backbone(images.tensor), boxes)
+
+
 def _fresh_queues(queues: ClassFeatureQueues, capacity: int) -> ClassFeatureQueues:
     """Empty queues like ``queues`` (classes, dimension, estimator, device) holding ``capacity``
     vectors per class."""
@@ -225,9 +242,10 @@ def fit_feature_statistics(
 ) -> Tensor:
     """Replace the feature queues' contents with the ground-truth box features of a data set.
 
-    The box predictor's queues (and its crop queues, when the model has a crop encoder) are
-    replaced by empty ones, then every batch's ground-truth box features
-    (:func:`ground_truth_box_features`, :func:`ground_truth_crop_features`) are pushed with
+    The box predictor's queues (and its crop queues and the layer queues, when the model has a
+    crop encoder or pools layers) are replaced by empty ones, then every batch's ground-truth box
+    features (:func:`ground_truth_box_features`, :func:`ground_truth_crop_features`,
+    :func:`ground_truth_layer_features`) are pushed with
     their classes; a class with more boxes than the queues hold keeps its last ones. The model
     runs in eval mode and is restored to its previous mode.
 
@@ -235,7 +253,8 @@ def fit_feature_statistics(
         model (nn.Module): a ``GeneralizedRCNN`` with ``VOSROIHeads`` and feature queues.
         data_loader (Iterable[list[dict]]): batches as :func:`build_statistics_loader` gives.
         capacity (int or None): vectors the new queues keep per class (the config then needs
-            ``VOS.QUEUE_SIZE`` and ``VOS.CROP_FEATURES.QUEUE_SIZE`` set to it to load them);
+            ``VOS.QUEUE_SIZE``, ``VOS.CROP_FEATURES.QUEUE_SIZE`` and
+            ``VOS.LAYER_FEATURES.QUEUE_SIZE`` set to it to load them);
             None keeps each queue's capacity.
         progress (bool): show a tqdm progress bar over the images (of ``data_loader.dataset``).
 
@@ -254,6 +273,10 @@ def fit_feature_statistics(
         old = getattr(predictor, name)
         setattr(predictor, name, _fresh_queues(old, capacity or old.capacity))
     queues, crop_queues = predictor.queues, getattr(predictor, "crop_queues", None)
+    layers = getattr(model.roi_heads, "layer_features", None)
+    if layers is not None:
+        for name, old in layers.queues.layers.items():
+            layers.queues.layers[name] = _fresh_queues(old, capacity or old.capacity)
     pushed = torch.zeros(queues.num_classes, dtype=torch.int64)
     dataset = getattr(data_loader, "dataset", None)
     was_training = model.training
@@ -271,6 +294,8 @@ def fit_feature_statistics(
                 crops = ground_truth_crop_features(model, batch)
                 if crops is not None and crop_queues is not None:
                     crop_queues.push(crops, labels.to(crops.device))
+                if layers is not None:
+                    layers.queues.push(ground_truth_layer_features(model, batch), labels)
                 pushed += torch.bincount(labels.cpu(), minlength=queues.num_classes)
                 bar.update(len(batch))
     finally:

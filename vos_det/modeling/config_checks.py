@@ -151,6 +151,7 @@ def _check_feature_scores(cfg: CN) -> None:
                 f"{key}: lower VOS.KNN_K or raise VOS.QUEUE_SIZE."
             )
         _check_crop_scores(cfg, key, value, scores_requiring("crop_features", configured))
+        _check_layer_scores(cfg, key, value, scores_requiring("layer_features", configured))
 
 
 _RESNET_BACKBONES = ("build_resnet_backbone", "build_resnet_fpn_backbone")
@@ -188,6 +189,27 @@ def _check_crop_scores(cfg: CN, key: str, value, needing) -> None:
     for ok, problem in problems:
         if not ok:
             raise ValueError(f"{key}={value!r}: {', '.join(needing)} {problem}.")
+
+
+def _check_layer_scores(cfg: CN, key: str, value, needing) -> None:
+    """Raise ``ValueError`` when the layer scores ``needing`` (configured in ``key``) cannot
+    work: other heads than VOSROIHeads, or a one-layer score whose layer is not pooled. (Whether
+    the backbone outputs the layers is checked when the heads are built.)"""
+    if not needing:
+        return
+    if not _has_feature_queues(cfg.MODEL.ROI_HEADS.NAME):
+        raise ValueError(
+            f"{key}={value!r}: {', '.join(needing)} need MODEL.ROI_HEADS.NAME 'VOSROIHeads' "
+            f"(got {cfg.MODEL.ROI_HEADS.NAME!r})."
+        )
+    layers = list(cfg.VOS.LAYER_FEATURES.IN_FEATURES)
+    for score in needing:
+        layer = score[len("layer_mahalanobis_") :] if score != "layer_mahalanobis" else None
+        if layer is not None and layer not in layers:
+            raise ValueError(
+                f"{key}={value!r}: {score} reads the layer {layer!r}, which "
+                f"VOS.LAYER_FEATURES.IN_FEATURES={layers!r} does not pool: add it there."
+            )
 
 
 def _has_feature_queues(roi_heads_name: str) -> bool:

@@ -73,22 +73,26 @@ def attach_scores(
         result.is_ood = ~(result.id_scores >= ood_threshold)
 
 
-def check_score_statistics(predictor, score_names: Sequence[str]) -> None:
-    """Refuse, before any image is processed, scores whose class statistics a predictor lacks.
+def check_score_statistics(roi_heads, score_names: Sequence[str]) -> None:
+    """Refuse, before any image is processed, scores whose class statistics a detector lacks.
 
     A feature score needs a class queue holding 2 vectors (a class Gaussian), ``knn`` and
     ``crop_knn`` ``knn_k`` queued vectors in all.
 
     Args:
-        predictor (VOSOutputLayers): the box predictor, its weights loaded.
+        roi_heads (VOSROIHeads): the detector's ROI heads, their weights loaded (their box
+            predictor keeps the box and crop queues, their ``layer_features`` the layer queues).
         score_names (Sequence[str]): the scores it will compute.
 
     Raises:
         MissingStatisticsError: naming the scores, the counts per class and what to do.
     """
+    predictor = roi_heads.box_predictor
+    layer_features = getattr(roi_heads, "layer_features", None)
     for requirement, queues, name in (
         ("queues", predictor.queues, "feature queues"),
         ("crop_features", predictor.crop_queues, "crop-feature queues"),
+        ("layer_features", layer_features and layer_features.queues, "layer-feature queues"),
     ):
         needing = scores_requiring(requirement, score_names)
         if not needing:

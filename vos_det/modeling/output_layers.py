@@ -26,7 +26,17 @@ from .uncertainty_metrics import log_feature_head_metrics, log_uncertainty_metri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VOSOutputLayers"]
+__all__ = ["VOSOutputLayers", "queue_options"]
+
+
+def queue_options(cfg) -> Dict[str, object]:
+    """The keyword arguments of every :class:`ClassFeatureQueues` a detector keeps: the ridge
+    ``VOS.COV_EPS``, ``VOS.STATS_RECOMPUTE_PERIOD`` and ``VOS.FEATURE_STATS.COVARIANCE``."""
+    return dict(
+        eps=cfg.VOS.COV_EPS,
+        recompute_every=cfg.VOS.STATS_RECOMPUTE_PERIOD,
+        covariance_estimator=cfg.VOS.FEATURE_STATS.COVARIANCE,
+    )
 
 
 class VOSOutputLayers(FastRCNNOutputLayers):
@@ -194,11 +204,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             feature_head_hidden_dim=cfg.VOS.FEATURE_HEAD.HIDDEN_DIM,
             feature_head_normalize=cfg.VOS.FEATURE_HEAD.NORMALIZE,
             feature_head_loss_weight=cfg.VOS.FEATURE_HEAD.LOSS_WEIGHT,
-            queue_options=dict(
-                eps=cfg.VOS.COV_EPS,
-                recompute_every=cfg.VOS.STATS_RECOMPUTE_PERIOD,
-                covariance_estimator=cfg.VOS.FEATURE_STATS.COVARIANCE,
-            ),
+            queue_options=queue_options(cfg),
             sync_queues=cfg.VOS.SYNC_QUEUES,
             score_name=cfg.VOS.SCORE,
             score_names=cfg.VOS.EVAL.SCORES,
@@ -328,7 +334,7 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         predictions: Tuple[torch.Tensor, torch.Tensor],
         proposals: List[Instances],
         box_features: Optional[torch.Tensor] = None,
-        crop_features: Optional[Callable[[int, torch.Tensor], torch.Tensor]] = None,
+        detection_inputs: Optional[Callable[[int, torch.Tensor], Dict[str, object]]] = None,
     ) -> Tuple[List[Instances], List[torch.Tensor]]:
         """Detectron2's detections, each with ``fg_logits``, ``max_class_probs``,
         ``<name>_scores`` of every score, ``id_scores`` (and ``is_ood`` when a threshold is set),
@@ -340,9 +346,9 @@ class VOSOutputLayers(FastRCNNOutputLayers):
             box_features (Tensor or None): (R, D) the box head's features of the proposals;
                 :class:`VOSROIHeads` passes them, and scores that read them need them (they
                 read :meth:`classifier_features`).
-            crop_features (callable or None): ``crop_features(i, boxes)`` -> (R_i, C) box-crop
-                features of image ``i``'s (R_i, 4) detected boxes; needed by the crop scores
-                (:class:`VOSROIHeads` passes its crop encoder).
+            detection_inputs (callable or None): ``detection_inputs(i, boxes)`` -> more
+                :class:`ScoreInputs` fields for image ``i``'s (R_i, 4) detected boxes (the crop
+                and layer features, and the layer queues; :class:`VOSROIHeads` passes them).
         """
         instances, kept = super().inference(predictions, proposals)
         scores, deltas = predictions
@@ -359,16 +365,15 @@ class VOSOutputLayers(FastRCNNOutputLayers):
         ):
             rows = proposal_rows(kept_rows, logits, image_deltas)
             result.max_class_probs = image_probs[rows, : self.num_classes].max(dim=1).values
-            wants_crops = crop_features is not None and self.crop_queues is not None
             inputs = ScoreInputs(
                 fg_logits=logits[rows, : self.num_classes],
                 box_features=features[index][rows] if features is not None else None,
                 uncertainty=self.uncertainty,
                 queues=self.queues,
                 feature_head=self.feature_head,
-                crop_features=crop_features(index, result.pred_boxes.tensor) if wants_crops else None,
                 crop_queues=self.crop_queues,
                 knn_k=self.knn_k,
+                **(detection_inputs(index, result.pred_boxes.tensor) if detection_inputs else {}),
             )
             attach_scores(result, inputs, self.score_names, self.score_name, self.ood_threshold)
         return instances, kept

@@ -1,7 +1,7 @@
 """``VOSROIHeads``: Detectron2's standard ROI heads with the VOS box predictor."""
 
 import logging
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -11,7 +11,8 @@ from detectron2.structures import Boxes, ImageList, Instances
 
 from ..core.scores import scores_requiring
 from .crop_encoder import CropEncoder
-from .output_layers import VOSOutputLayers
+from .layer_features import LayerFeatures
+from .output_layers import VOSOutputLayers, queue_options
 
 __all__ = ["VOSROIHeads"]
 
@@ -29,6 +30,8 @@ class VOSROIHeads(StandardROIHeads):
     ``inference`` (for scores that read them). When a configured score reads box-crop features
     (``VOS.CROP_FEATURES``), the heads also hold a frozen :class:`CropEncoder`: in training it
     queues the crop features of the ground-truth boxes, at inference it embeds the detections.
+    Likewise, for the layer scores (``VOS.LAYER_FEATURES``), :class:`LayerFeatures` pools the
+    backbone layers over the ground-truth boxes (queued) and over the detections (scored).
     """
 
     #: What :func:`~vos_det.modeling.config_checks.validate_vos_config` looks for: these heads
@@ -36,14 +39,23 @@ class VOSROIHeads(StandardROIHeads):
     has_vos_predictor = True
 
     @configurable
-    def __init__(self, *, crop_encoder: Optional[CropEncoder] = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        crop_encoder: Optional[CropEncoder] = None,
+        layer_features: Optional[LayerFeatures] = None,
+        **kwargs,
+    ):
         """
         Args:
             crop_encoder (CropEncoder or None): embeds box crops for the crop scores.
+            layer_features (LayerFeatures or None): pools and queues backbone layers for the
+                layer scores.
             kwargs: arguments of :class:`StandardROIHeads`.
         """
         super().__init__(**kwargs)
         self.crop_encoder = crop_encoder
+        self.layer_features = layer_features
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -53,6 +65,15 @@ class VOSROIHeads(StandardROIHeads):
             crops = cfg.VOS.CROP_FEATURES
             weights = crops.WEIGHTS or cfg.MODEL.WEIGHTS
             ret["crop_encoder"] = CropEncoder(cfg, crops.SIZE, crops.MARGIN, weights)
+        if scores_requiring("layer_features", scores):
+            layers = cfg.VOS.LAYER_FEATURES
+            ret["layer_features"] = LayerFeatures(
+                input_shape,
+                layers.IN_FEATURES,
+                cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+                layers.QUEUE_SIZE,
+                **queue_options(cfg),
+            )
         return ret
 
     @classmethod
@@ -71,12 +92,13 @@ class VOSROIHeads(StandardROIHeads):
         """:meth:`StandardROIHeads.forward`, keeping the images for the crop encoder.
 
         Mirrors Detectron2's method line for line (tests/test_upstream_contracts.py fails when
-        upstream's changes), except that the images are not dropped: in training the crop
-        features of the ground-truth boxes are queued, and ``_forward_box`` receives the images.
+        upstream's changes), except that the images are not dropped: in training the crop and
+        layer features of the ground-truth boxes are queued, and ``_forward_box`` receives the
+        images.
         """
         if self.training:
             assert targets, "'targets' argument is required during training"
-            self._queue_crop_features(images, targets)
+            self._queue_ground_truth(images, features, targets)
             proposals = self.label_and_sample_proposals(proposals, targets)
         del targets
 
@@ -102,7 +124,7 @@ class VOSROIHeads(StandardROIHeads):
         Mirrors Detectron2's method line for line (tests/test_upstream_contracts.py fails when
         upstream's changes), except that ``losses`` and ``inference`` also receive the (R, D)
         box features (training fills the queues with them, inference computes feature scores)
-        and ``inference`` the crop encoder on ``images``.
+        and ``inference`` the crop and layer features of the detections.
         """
         box_features = self.box_pooler(
             [features[f] for f in self.box_in_features], [x.proposal_boxes for x in proposals]
@@ -111,7 +133,7 @@ class VOSROIHeads(StandardROIHeads):
         predictions = self.box_predictor(box_features)
         if not self.training:
             pred_instances, _ = self.box_predictor.inference(
-                predictions, proposals, box_features, self._crop_features_of(images)
+                predictions, proposals, box_features, self._detection_inputs(images, features)
             )
             return pred_instances
         losses = self.box_predictor.losses(predictions, proposals, box_features)
@@ -123,18 +145,37 @@ class VOSROIHeads(StandardROIHeads):
                     proposals_per_image.proposal_boxes = Boxes(pred_boxes_per_image)
         return losses
 
-    def _queue_crop_features(self, images: ImageList, targets: List[Instances]) -> None:
-        """Queue the crop features of the ground-truth boxes of a training batch."""
-        if self.crop_encoder is None:
-            return
-        features = self.crop_encoder(images.tensor, [t.gt_boxes.tensor for t in targets])
-        self.box_predictor.push_crop_features(features, cat([t.gt_classes for t in targets]))
+    def _queue_ground_truth(
+        self, images: ImageList, features: Dict[str, torch.Tensor], targets: List[Instances]
+    ) -> None:
+        """Queue the crop and layer features of the ground-truth boxes of a training batch."""
+        boxes = [t.gt_boxes.tensor for t in targets]
+        labels = cat([t.gt_classes for t in targets])
+        if self.crop_encoder is not None:
+            self.box_predictor.push_crop_features(self.crop_encoder(images.tensor, boxes), labels)
+        if self.layer_features is not None:
+            self.layer_features.push(features, boxes, labels, self.box_predictor.sync_queues)
 
-    def _crop_features_of(self, images: Optional[ImageList]):
-        """``(i, boxes) -> (R_i, C)`` crop features of image ``i``'s boxes, or None."""
-        if self.crop_encoder is None or images is None:
-            return None
-        return lambda index, boxes: self.crop_encoder(images.tensor[index : index + 1], [boxes])
+    def _detection_inputs(
+        self, images: Optional[ImageList], features: Dict[str, torch.Tensor]
+    ) -> Callable[[int, torch.Tensor], Dict[str, object]]:
+        """``(i, boxes) -> {ScoreInputs field: value}``: the crop features and the layer
+        features (with their queues) of image ``i``'s (R_i, 4) boxes, as far as the heads hold
+        their encoders."""
+
+        def inputs(index: int, boxes: torch.Tensor) -> Dict[str, object]:
+            found: Dict[str, object] = {}
+            if self.crop_encoder is not None and images is not None:
+                found["crop_features"] = self.crop_encoder(
+                    images.tensor[index : index + 1], [boxes]
+                )
+            if self.layer_features is not None:
+                maps = {name: features[name][index : index + 1] for name in features}
+                found["layer_features"] = self.layer_features(maps, [boxes])
+                found["layer_queues"] = self.layer_features.queues
+            return found
+
+        return inputs
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """A checkpoint without a crop encoder (pretrained weights, a model trained without crop

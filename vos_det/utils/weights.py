@@ -34,14 +34,15 @@ __all__ = [
 ]
 
 #: Parameter prefixes of a VOSROIHeads detector that weights may lack: the VOS state (fitted by
-#: tools/fit_feature_statistics.py, or initialised) and the crop encoder (built with the
-#: pretrained weights).
+#: tools/fit_feature_statistics.py, or initialised), the crop encoder (built with the
+#: pretrained weights) and the layer-feature queues.
 OPTIONAL_STATE = (
     "roi_heads.box_predictor.queues.",
     "roi_heads.box_predictor.crop_queues.",
     "roi_heads.box_predictor.uncertainty.",
     "roi_heads.box_predictor.feature_head.",
     "roi_heads.crop_encoder.",
+    "roi_heads.layer_features.",
 )
 
 
