@@ -18,10 +18,12 @@ from vos_det.data import (
     register_synthetic_benchmark,
 )
 from vos_det.core.files import default_datasets_root
-from vos_det.core.shape_scenes import ShapeDrawing, draw_shape_mask
+from vos_det.core.shape_scenes import ShapeDrawing, draw_shape_mask, render_scene
 from vos_det.data.synthetic import SYNTHETIC_SPLITS
+from vos_det.data.synthetic_draws import synthetic_benchmark_setup, synthetic_draw_name
 
 SMALL = {"num_train": 12, "num_id_test": 6, "num_ood_test": 6, "image_size": 96}
+MIXED_CATEGORIES = list(SYNTHETIC_ID_CLASSES) + ["unknown"]
 
 
 def _generate(root, **overrides):
@@ -72,17 +74,19 @@ def test_layout_and_returned_paths(benchmark):
         "MANIFEST.json",
         "annotations",
         "id_test",
+        "mixed_test",
         "ood_test",
         "train",
     ]
-    for split, count in zip(SYNTHETIC_SPLITS, (12, 6, 6)):
+    assert SYNTHETIC_SPLITS == ("train", "id_test", "ood_test", "mixed_test")
+    for split, count in zip(SYNTHETIC_SPLITS, (12, 6, 6, 6)):
         assert benchmark[f"{split}_images"] == os.path.join(root, split)
         assert benchmark[f"{split}_json"] == os.path.join(root, "annotations", f"{split}.json")
         assert len(os.listdir(benchmark[f"{split}_images"])) == count
     with open(benchmark["manifest"]) as f:
         manifest = json.load(f)
-    assert manifest["parameters"] == {**SMALL, "seed": 0}
-    assert len(manifest["files"]) == 12 + 6 + 6 + 3
+    assert manifest["parameters"] == {**SMALL, "seed": 0, "num_mixed_test": 6}
+    assert len(manifest["files"]) == 12 + 6 + 6 + 6 + 4
 
 
 @pytest.mark.slow
@@ -91,6 +95,7 @@ def test_same_seed_gives_same_bytes_and_another_seed_differs(tmp_path):
     second = _read_tree(_generate(tmp_path / "b", seed=3)["root"])
     other = _read_tree(_generate(tmp_path / "c", seed=4)["root"])
     assert first == second
+    assert "mixed_test/000001.png" in first and "annotations/mixed_test.json" in first
     assert first.keys() == other.keys()
     changed = [path for path in first if first[path] != other[path]]
     assert len(changed) == len(first)  # every image, every annotation file and the manifest
@@ -105,21 +110,27 @@ def test_splits_hold_different_images(benchmark):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "split, classes, category_ids",
+    "split, categories, category_ids, shapes",
     [
-        ("train", SYNTHETIC_ID_CLASSES, [1, 2, 3]),
-        ("id_test", SYNTHETIC_ID_CLASSES, [1, 2, 3]),
-        ("ood_test", SYNTHETIC_OOD_CLASSES, [4, 5, 6, 7]),
+        ("train", SYNTHETIC_ID_CLASSES, [1, 2, 3], SYNTHETIC_ID_CLASSES),
+        ("id_test", SYNTHETIC_ID_CLASSES, [1, 2, 3], SYNTHETIC_ID_CLASSES),
+        ("ood_test", SYNTHETIC_OOD_CLASSES, [4, 5, 6, 7], SYNTHETIC_OOD_CLASSES),
+        (
+            "mixed_test",
+            MIXED_CATEGORIES,
+            [1, 2, 3, 8],
+            SYNTHETIC_ID_CLASSES + SYNTHETIC_OOD_CLASSES,
+        ),
     ],
 )
 def test_each_split_holds_only_its_classes_and_every_image_an_object(
-    benchmark, split, classes, category_ids
+    benchmark, split, categories, category_ids, shapes
 ):
     coco = _load_coco(benchmark, split)
-    assert [c["name"] for c in coco["categories"]] == list(classes)
+    assert [c["name"] for c in coco["categories"]] == list(categories)
     assert [c["id"] for c in coco["categories"]] == category_ids
     assert {a["category_id"] for a in coco["annotations"]} <= set(category_ids)
-    assert {a["shape"]["name"] for a in coco["annotations"]} <= set(classes)
+    assert {a["shape"]["name"] for a in coco["annotations"]} <= set(shapes)
     image_ids = [image["id"] for image in coco["images"]]
     assert len(set(image_ids)) == len(image_ids)
     assert {a["image_id"] for a in coco["annotations"]} == set(image_ids)
@@ -131,6 +142,48 @@ def test_each_split_holds_only_its_classes_and_every_image_an_object(
 
 def test_id_and_ood_classes_are_disjoint():
     assert not set(SYNTHETIC_ID_CLASSES) & set(SYNTHETIC_OOD_CLASSES)
+
+
+@pytest.mark.slow
+def test_mixed_split_holds_known_and_unknown_objects_half_each(tmp_path):
+    """Every unseen shape is "unknown" (id 8) and keeps its true shape; every known one keeps
+    its own class; each object is unknown with probability 1/2."""
+    coco = _load_coco(_generate(tmp_path / "b", num_mixed_test=60), "mixed_test")
+    ids = {c["name"]: c["id"] for c in coco["categories"]}
+    assert ids == {"circle": 1, "square": 2, "triangle": 3, "unknown": 8}
+    unknown = [a for a in coco["annotations"] if a["category_id"] == 8]
+    known = [a for a in coco["annotations"] if a["category_id"] != 8]
+    assert {a["shape"]["name"] for a in unknown} == set(SYNTHETIC_OOD_CLASSES)
+    assert all(ids[a["shape"]["name"]] == a["category_id"] for a in known)
+    assert len(unknown) / len(coco["annotations"]) == pytest.approx(0.5, abs=0.15)
+    kinds = {}
+    for annotation in coco["annotations"]:
+        kinds.setdefault(annotation["image_id"], set()).add(annotation["category_id"] == 8)
+    assert {frozenset(k) for k in kinds.values()} == {
+        frozenset({True}),
+        frozenset({False}),
+        frozenset({True, False}),
+    }  # images with unknown objects only, known only, and both
+    assert all({"visible_fraction", "area", "bbox"} <= a.keys() for a in unknown)
+
+
+@pytest.mark.slow
+def test_adding_the_mixed_split_leaves_the_other_splits_unchanged(benchmark, tmp_path):
+    """An image depends only on the seed, its split's index and its own index: the images of
+    the first three splits are the scenes of split indices 0-2, whatever the mixed count."""
+    other = _read_tree(_generate(tmp_path / "b", num_mixed_test=2)["root"])
+    here = _read_tree(benchmark["root"])
+    mixed = {path for path in here if "mixed_test" in path} | {"MANIFEST.json"}
+    assert {path: other[path] for path in other.keys() - mixed} == {
+        path: here[path] for path in here.keys() - mixed
+    }
+    assert len(here.keys() - mixed) == 12 + 6 + 6 + 3
+    for split_index, classes in ((0, SYNTHETIC_ID_CLASSES), (2, SYNTHETIC_OOD_CLASSES)):
+        split = SYNTHETIC_SPLITS[split_index]
+        rng = np.random.default_rng(np.random.SeedSequence(0, spawn_key=(split_index, 4)))
+        pixels, _ = render_scene(rng, classes, 96)
+        image = cv2.imread(os.path.join(benchmark[f"{split}_images"], "000005.png"))
+        np.testing.assert_array_equal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), pixels)
 
 
 @pytest.mark.slow
@@ -203,6 +256,7 @@ def test_unknown_shape_is_rejected():
         ({"image_size": 32}, "image_size must be >= 64"),
         ({"seed": -1}, "seed must be >= 0"),
         ({"num_ood_test": 2.5}, "num_ood_test must be an integer"),
+        ({"num_mixed_test": 0}, "num_mixed_test must be >= 1"),
     ],
 )
 def test_invalid_parameters_are_rejected(tmp_path, overrides, message):
@@ -219,6 +273,9 @@ def test_invalid_parameters_are_rejected(tmp_path, overrides, message):
         ("seed", -2, "seed must be >= 0, got -2"),
         ("num_train", True, "num_train must be an integer, got True"),
         ("seed", "1", "seed must be an integer, got '1'"),
+        ("num_ood_test", "1", "num_ood_test must be an integer, got '1'"),
+        ("num_ood_test", 0, "num_ood_test must be >= 1, got 0"),
+        ("num_mixed_test", 1.0, "num_mixed_test must be an integer, got 1.0"),
     ],
 )
 def test_spec_rejects_invalid_values_naming_the_field(field, value, message):
@@ -235,8 +292,58 @@ def test_spec_defaults_and_manifest_parameters():
         ("num_ood_test", 500),
         ("image_size", 128),
         ("seed", 0),
+        ("num_mixed_test", 200),
     ]
-    assert spec.split_sizes() == {"train": 7, "id_test": 500, "ood_test": 500}
+    assert spec.split_sizes() == {"train": 7, "id_test": 500, "ood_test": 500, "mixed_test": 200}
+
+
+@pytest.mark.parametrize(
+    "overrides, num_mixed_test",
+    [
+        ({}, 200),  # the built-in draw
+        ({"num_ood_test": 6}, 6),  # small draws stay small
+        ({"num_ood_test": np.int64(150)}, 150),
+        ({"num_ood_test": 201}, 200),
+        ({"num_ood_test": 6, "num_mixed_test": 40}, 40),  # an explicit count wins
+    ],
+)
+def test_mixed_count_follows_the_ood_count_up_to_200(overrides, num_mixed_test):
+    spec = SyntheticBenchmarkSpec(**overrides)
+    assert type(spec.num_mixed_test) is int and spec.num_mixed_test == num_mixed_test
+    assert spec.split_sizes()["mixed_test"] == num_mixed_test
+    assert spec == SyntheticBenchmarkSpec(**{**overrides, "num_mixed_test": num_mixed_test})
+
+
+@pytest.mark.parametrize(
+    "spec, name",
+    [
+        (SyntheticBenchmarkSpec(), "synthetic"),
+        (SyntheticBenchmarkSpec(num_mixed_test=200), "synthetic"),
+        (SyntheticBenchmarkSpec(seed=1), "synthetic_seed1"),
+        (SyntheticBenchmarkSpec(image_size=256, seed=1), "synthetic_256px_seed1"),
+        (
+            SyntheticBenchmarkSpec(400, 500, 500, 256, 1, 100),
+            "synthetic_400_500_500_100_256px_seed1",
+        ),
+        (SyntheticBenchmarkSpec(8, 4, 4), "synthetic_8_4_4"),
+        (SyntheticBenchmarkSpec(8, 4, 4, num_mixed_test=4), "synthetic_8_4_4"),
+        (SyntheticBenchmarkSpec(8, 4, 4, num_mixed_test=2), "synthetic_8_4_4_2"),
+        (SyntheticBenchmarkSpec(400, 500, 500, num_mixed_test=100), "synthetic_400_500_500_100"),
+    ],
+)
+def test_draw_names_show_the_mixed_count_only_when_it_is_not_its_default(spec, name):
+    assert synthetic_draw_name(spec) == name
+
+
+def test_draw_setup_takes_three_or_four_image_counts(tmp_path, monkeypatch, catalogs):
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    for images, folder in (([8, 4, 4], "synthetic_8_4_4"), ([8, 4, 4, 2], "synthetic_8_4_4_2")):
+        names, _ = synthetic_benchmark_setup(images)
+        assert names["mixed_test"] == f"{folder}_mixed_test"
+        metadata = MetadataCatalog.get(names["mixed_test"])
+        assert metadata.json_file == str(tmp_path / folder / "annotations" / "mixed_test.json")
+    with pytest.raises(ValueError, match="images must hold 3 or 4 counts"):
+        synthetic_benchmark_setup([8, 4])
 
 
 @pytest.mark.slow
@@ -246,7 +353,8 @@ def test_manifest_header_bytes_are_stable(benchmark):
         text = f.read()
     assert text.startswith(
         '{"generator":"vos_det.data.synthetic","generator_version":2,"parameters":'
-        '{"num_train":12,"num_id_test":6,"num_ood_test":6,"image_size":96,"seed":0},'
+        '{"num_train":12,"num_id_test":6,"num_ood_test":6,"image_size":96,"seed":0,'
+        '"num_mixed_test":6},'
         '"id_classes":["circle","square","triangle"],'
         '"ood_classes":["star","cross","ring","crescent"],"files":{"train/000001.png":"'
     )
@@ -285,9 +393,10 @@ def test_damaged_folder_is_generated_again(tmp_path, damage, caplog):
         _generate(tmp_path / "bench")
     assert _read_tree(paths["root"]) == original
     assert (
-        "Generating the synthetic benchmark (12 train, 6 ID test, 6 OOD test images" in caplog.text
+        "Generating the synthetic benchmark (12 train, 6 ID test, 6 OOD test, 6 mixed test images"
+        in caplog.text
     )
-    assert "24 images in" in caplog.text
+    assert "30 images in" in caplog.text
     assert os.listdir(tmp_path) == ["bench"]  # no staging folder or lock file left
 
 
@@ -364,6 +473,26 @@ def test_registered_datasets_load_and_generate_on_first_use(tmp_path, catalogs):
     assert all(d["annotations"] == [] and (d["height"], d["width"]) == (96, 96) for d in dicts)
     assert all(os.path.isfile(d["file_name"]) for d in dicts)
 
+    metadata = MetadataCatalog.get(names["mixed_test"])
+    assert metadata.evaluator_type == "open_set"
+    assert metadata.thing_classes == MIXED_CATEGORIES
+    assert metadata.id_classes == list(SYNTHETIC_ID_CLASSES)
+    assert metadata.json_file == str(root / "annotations" / "mixed_test.json")
+    dicts = DatasetCatalog.get(names["mixed_test"])
+    coco = _load_coco(generate_synthetic_benchmark(str(root), spec), "mixed_test")
+    contiguous = {1: 0, 2: 1, 3: 2, 8: 3}
+    expected = {}
+    for annotation in coco["annotations"]:
+        expected.setdefault(annotation["image_id"], []).append(
+            (annotation["bbox"], contiguous[annotation["category_id"]])
+        )
+    assert len(dicts) == 6
+    for record in dicts:
+        got = [(a["bbox"], a["category_id"]) for a in record["annotations"]]
+        assert got == expected[record["image_id"]]
+        assert os.path.isfile(record["file_name"])
+    assert 3 in {a["category_id"] for d in dicts for a in d["annotations"]}
+
 
 def test_registration_skips_registered_names(tmp_path, catalogs):
     register_synthetic_benchmark(str(tmp_path / "a"), name_prefix="test_synth_skip")
@@ -377,4 +506,5 @@ def test_synthetic_sets_registered_at_import_under_detectron2_datasets():
         metadata = MetadataCatalog.get(f"synthetic_{split}")
         assert metadata.image_root == os.path.join(root, split)
         assert metadata.json_file == os.path.join(root, "annotations", f"{split}.json")
-        assert (metadata.evaluator_type == "ood") is (split == "ood_test")
+        expected = {"ood_test": "ood", "mixed_test": "open_set"}.get(split, "coco")
+        assert metadata.evaluator_type == expected

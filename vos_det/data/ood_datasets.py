@@ -29,6 +29,7 @@ __all__ = [
     "read_image_size",
     "register_ood_dataset",
     "require_path",
+    "resolve_id_classes",
     "write_json",
 ]
 
@@ -228,7 +229,7 @@ def register_ood_dataset(
             the files first; ``image_root`` and ``json_file`` then only go into the metadata,
             and ``missing_hint`` is unused.
     """
-    id_dataset, class_names = _resolve_id_classes(id_classes)
+    id_dataset, class_names = resolve_id_classes(id_classes)
     if loader is not None:
         DatasetCatalog.register(name, loader)
     elif json_file is None:
@@ -254,7 +255,7 @@ def register_ood_dataset(
     logger.debug("Registered OOD dataset %s (ID classes: %s).", name, id_dataset)
 
 
-def _resolve_id_classes(id_classes: Union[str, Sequence[str]]) -> Tuple[str, List[str]]:
+def resolve_id_classes(id_classes: Union[str, Sequence[str]]) -> Tuple[str, List[str]]:
     """Turn an ID benchmark key or a class list into (benchmark name, class names).
 
     Args:

@@ -2,7 +2,8 @@
 
 The images are procedural shape scenes (see :mod:`vos_det.core.shape_scenes`): ID classes circle,
 square, triangle (trained and evaluated); OOD classes star, cross, ring, crescent (never in the ID
-splits).
+splits). The open-set split ``mixed_test`` mixes both: each object is known (ID) or unknown (OOD)
+with probability 1/2, so an image may also hold only known or only unknown objects.
 
 Three ID classes keep the benchmark learnable from scratch on a CPU: a GN ResNet-18 FPN reaches
 AP50 60-80 in 800 iterations, where five classes (adding ellipse and pentagon) left it at AP50
@@ -13,32 +14,36 @@ AP50 60-80 in 800 iterations, where five classes (adding ellipse and pentagon) l
     train/000001.png ...        ID objects only
     id_test/000001.png ...      ID objects only
     ood_test/000001.png ...     OOD objects only (no ID object at all)
+    mixed_test/000001.png ...   ID and OOD objects (open set)
     annotations/train.json      COCO format: images, annotations (bbox [x, y, w, h]), categories
     annotations/id_test.json    COCO format, like train.json
     annotations/ood_test.json   COCO format: the images, and their OOD objects for reference
+    annotations/mixed_test.json COCO format: the ID classes and "unknown" (every OOD object)
     MANIFEST.json               generation parameters and the sha256 of every file
 
-Category ids are 1-3 for the ID classes and 4-7 for the OOD classes. A box is the tight extent
+Category ids are 1-3 for the ID classes and 4-7 for the OOD classes; in ``mixed_test.json``
+every OOD object has the category "unknown", id 8 (no id means two things across the files),
+and its ``"shape"`` record below still names its class. A box is the tight extent
 of the full shape in pixels (pixel ``i`` covers ``[i, i + 1)``), also where a later shape hides
 part of it; no shape is more than 60% hidden. Each annotation also records the shape's drawing
 parameters (``"shape"``, see :class:`~vos_det.core.shape_scenes.ShapeDrawing`), its
 ``"visible_fraction"`` and, as ``"area"``, its visible pixel count. The output depends only on
 the :class:`SyntheticBenchmarkSpec`: the same seed gives the same bytes, and an image depends
-only on the seed, its split and its index.
+only on the seed, its split and its index (the files are written by
+:mod:`vos_det.data.synthetic_writer`).
 
-:func:`register_synthetic_benchmark` registers the three splits with Detectron2 without
+:func:`register_synthetic_benchmark` registers the four splits with Detectron2 without
 generating anything; the folder is generated the first time a split is loaded, then reused.
 """
 
 import dataclasses
 import functools
 import logging
+import numbers
 import os
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
-import cv2
-import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets.coco import load_coco_json
 
@@ -48,40 +53,40 @@ from ..core.cached_folder import (
     exclusive_lock,
     is_intact,
     replace_folder,
-    write_manifest,
 )
-from ..core.files import write_json
 from .ood_datasets import load_ood_image_list, register_ood_dataset
-from ..core.shape_scenes import (
-    MIN_IMAGE_SIZE,
-    SYNTHETIC_ID_CLASSES,
-    SYNTHETIC_OOD_CLASSES,
-    ShapeDrawing,
-    render_scene,
-)
+from .open_set_datasets import load_open_set_json, register_open_set_dataset
+from ..core.shape_scenes import MIN_IMAGE_SIZE, SYNTHETIC_ID_CLASSES, SYNTHETIC_OOD_CLASSES
+from .synthetic_writer import SYNTHETIC_SPLITS, write_benchmark
 
 __all__ = [
+    "MAX_DEFAULT_MIXED_TEST",
     "SYNTHETIC_SPLITS",
     "SyntheticBenchmarkSpec",
+    "default_num_mixed_test",
     "generate_synthetic_benchmark",
     "register_synthetic_benchmark",
 ]
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_SPLITS = ("train", "id_test", "ood_test")
+#: The most images the mixed test split gets by default (beside 500 ID and 500 OOD test images in
+#: the built-in draw), so that evaluating it adds little to a benchmark run.
+MAX_DEFAULT_MIXED_TEST = 200
 
 # Bump when the generated content changes: folders written by another version are regenerated.
+# (Adding mixed_test needed no bump: it changed the manifest's parameters, not the other files.)
 _GENERATOR_VERSION = 2
 _OWNED_ENTRIES = {*SYNTHETIC_SPLITS, "annotations", MANIFEST}
-_CATEGORY_IDS = {
-    name: index + 1 for index, name in enumerate(SYNTHETIC_ID_CLASSES + SYNTHETIC_OOD_CLASSES)
-}
-_SPLIT_CLASSES = {
-    "train": SYNTHETIC_ID_CLASSES,
-    "id_test": SYNTHETIC_ID_CLASSES,
-    "ood_test": SYNTHETIC_OOD_CLASSES,
-}
+_REGENERATE_HINT = (
+    "The synthetic benchmark is generated on first use; delete {} to generate it again."
+)
+
+
+def default_num_mixed_test(num_ood_test: int) -> int:
+    """The default size of the mixed test split: that of the OOD test split, at most
+    ``MAX_DEFAULT_MIXED_TEST`` (so 200 for the built-in draw, 6 for a draw of 6 OOD images)."""
+    return min(num_ood_test, MAX_DEFAULT_MIXED_TEST)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +100,9 @@ class SyntheticBenchmarkSpec:
         image_size (int): side of the square images in pixels (>= 64); object sizes and clutter
             scale with it (objects are 18-48 px across at 128).
         seed (int): random seed (>= 0).
+        num_mixed_test (int or None): images in the mixed (open-set) test split (>= 1); None
+            (the default) means :func:`default_num_mixed_test` of ``num_ood_test``, which the
+            spec then holds (last field, so that positional arguments keep their meaning).
 
     Raises:
         ValueError: naming the first field that is not an integer or is below its minimum.
@@ -105,8 +113,13 @@ class SyntheticBenchmarkSpec:
     num_ood_test: int = 500
     image_size: int = 128
     seed: int = 0
+    num_mixed_test: Optional[int] = None
 
     def __post_init__(self) -> None:
+        # With an invalid num_ood_test, num_mixed_test stays None: the check names num_ood_test,
+        # an earlier field, first.
+        if self.num_mixed_test is None and isinstance(self.num_ood_test, numbers.Integral):
+            object.__setattr__(self, "num_mixed_test", default_num_mixed_test(self.num_ood_test))
         check_integer_fields(self, {"image_size": MIN_IMAGE_SIZE, "seed": 0})
 
     def as_dict(self) -> Dict[str, int]:
@@ -115,7 +128,8 @@ class SyntheticBenchmarkSpec:
 
     def split_sizes(self) -> Dict[str, int]:
         """Number of images per split, keyed and ordered as ``SYNTHETIC_SPLITS``."""
-        return dict(zip(SYNTHETIC_SPLITS, (self.num_train, self.num_id_test, self.num_ood_test)))
+        counts = (self.num_train, self.num_id_test, self.num_ood_test, self.num_mixed_test)
+        return dict(zip(SYNTHETIC_SPLITS, counts))
 
 
 def generate_synthetic_benchmark(
@@ -131,7 +145,7 @@ def generate_synthetic_benchmark(
     Args:
         root (str): output folder. It must be missing, empty or a synthetic benchmark folder (an
             existing folder holding anything else is never overwritten).
-        spec (SyntheticBenchmarkSpec): generation parameters (400 / 500 / 500 images of
+        spec (SyntheticBenchmarkSpec): generation parameters (400 / 500 / 500 / 200 images of
             128x128 pixels, seed 0 by default).
 
     Returns:
@@ -168,6 +182,9 @@ def register_synthetic_benchmark(
       ``id_dataset="synthetic"``).
     * ``{prefix}_ood_test``: OOD image list registered by :func:`register_ood_dataset`
       (``evaluator_type="ood"``, ``id_classes`` = ``SYNTHETIC_ID_CLASSES``).
+    * ``{prefix}_mixed_test``: open-set set registered by :func:`register_open_set_dataset`
+      (``evaluator_type="open_set"``, ``thing_classes`` = ``SYNTHETIC_ID_CLASSES`` + "unknown";
+      an unknown object's ``category_id`` is 3).
 
     Args:
         root (str): benchmark folder, normally ``$DETECTRON2_DATASETS/synthetic``.
@@ -175,7 +192,7 @@ def register_synthetic_benchmark(
         spec (SyntheticBenchmarkSpec): generation parameters.
 
     Returns:
-        dict[str, str]: split ("train", "id_test", "ood_test") -> registered dataset name.
+        dict[str, str]: split (``SYNTHETIC_SPLITS``) -> registered dataset name.
     """
     paths = _benchmark_paths(root)
     names = {split: f"{name_prefix}_{split}" for split in SYNTHETIC_SPLITS}
@@ -184,22 +201,38 @@ def register_synthetic_benchmark(
             continue
         image_root, json_file = paths[f"{split}_images"], paths[f"{split}_json"]
         loader = functools.partial(_load_split, name, split, paths["root"], spec)
-        if split == "ood_test":
-            register_ood_dataset(
-                name, image_root, json_file, id_classes=list(SYNTHETIC_ID_CLASSES), loader=loader
-            )
-        else:
-            DatasetCatalog.register(name, loader)
-            MetadataCatalog.get(name).set(
-                json_file=json_file,
-                image_root=image_root,
-                evaluator_type="coco",
-                id_dataset="synthetic",
-                id_classes=list(SYNTHETIC_ID_CLASSES),
-                thing_classes=list(SYNTHETIC_ID_CLASSES),
-            )
+        _register_split(name, split, image_root, json_file, loader)
     logger.debug("Synthetic benchmark registered under %s as %s.", root, sorted(names.values()))
     return names
+
+
+def _register_split(
+    name: str, split: str, image_root: str, json_file: str, loader: Callable[[], List[dict]]
+) -> None:
+    """Register one split under ``name`` with the metadata its kind of set needs.
+
+    Args:
+        name (str): dataset name.
+        split (str): one of ``SYNTHETIC_SPLITS``.
+        image_root (str): folder of its images.
+        json_file (str): its COCO file.
+        loader (Callable[[], list[dict]]): loads its dataset dicts (generating the folder first).
+    """
+    id_classes = list(SYNTHETIC_ID_CLASSES)
+    if split == "ood_test":
+        register_ood_dataset(name, image_root, json_file, id_classes=id_classes, loader=loader)
+    elif split == "mixed_test":
+        register_open_set_dataset(name, image_root, json_file, id_classes=id_classes, loader=loader)
+    else:
+        DatasetCatalog.register(name, loader)
+        MetadataCatalog.get(name).set(
+            json_file=json_file,
+            image_root=image_root,
+            evaluator_type="coco",
+            id_dataset="synthetic",
+            id_classes=id_classes,
+            thing_classes=id_classes,
+        )
 
 
 def _load_split(name: str, split: str, root: str, spec: SyntheticBenchmarkSpec) -> List[dict]:
@@ -212,8 +245,8 @@ def _load_split(name: str, split: str, root: str, spec: SyntheticBenchmarkSpec) 
         spec (SyntheticBenchmarkSpec): generation parameters.
 
     Returns:
-        list[dict]: Detectron2 dataset dicts (with box annotations for the ID splits, none for
-        the OOD split).
+        list[dict]: Detectron2 dataset dicts (with box annotations for the ID splits and the
+        mixed split, whose unknown objects have ``category_id`` 3; none for the OOD split).
     """
     try:
         generate_synthetic_benchmark(root, spec)
@@ -225,11 +258,10 @@ def _load_split(name: str, split: str, root: str, spec: SyntheticBenchmarkSpec) 
     paths = _benchmark_paths(root)  # as registered, not made absolute
     image_root, json_file = paths[f"{split}_images"], paths[f"{split}_json"]
     if split == "ood_test":
-        return load_ood_image_list(
-            json_file,
-            image_root,
-            f"The synthetic benchmark is generated on first use; delete {root} to generate it "
-            "again.",
+        return load_ood_image_list(json_file, image_root, _REGENERATE_HINT.format(root))
+    if split == "mixed_test":
+        return load_open_set_json(
+            json_file, image_root, SYNTHETIC_ID_CLASSES, _REGENERATE_HINT.format(root)
         )
     return load_coco_json(json_file, image_root, name)
 
@@ -267,18 +299,25 @@ def _generate_and_replace(root: str, spec: SyntheticBenchmarkSpec) -> None:
     """
     sizes = spec.split_sizes()
     logger.info(
-        "Generating the synthetic benchmark (%d train, %d ID test, %d OOD test images of %dx%d, "
-        "seed %d) under %s ...",
+        "Generating the synthetic benchmark (%d train, %d ID test, %d OOD test, %d mixed test "
+        "images of %dx%d, seed %d) under %s ...",
         sizes["train"],
         sizes["id_test"],
         sizes["ood_test"],
+        sizes["mixed_test"],
         spec.image_size,
         spec.image_size,
         spec.seed,
         root,
     )
     start = time.perf_counter()
-    write = functools.partial(_write_benchmark, spec=spec)
+    write = functools.partial(
+        write_benchmark,
+        split_sizes=sizes,
+        image_size=spec.image_size,
+        seed=spec.seed,
+        header=_manifest_header(spec),
+    )
     replace_folder(root, write, _OWNED_ENTRIES, "the synthetic benchmark")
     logger.info(
         "Synthetic benchmark written under %s: %d images in %.1f s.",
@@ -287,89 +326,3 @@ def _generate_and_replace(root: str, spec: SyntheticBenchmarkSpec) -> None:
         time.perf_counter() - start,
     )
 
-
-def _write_benchmark(folder: str, spec: SyntheticBenchmarkSpec) -> None:
-    """Write every split, the annotation files and the manifest into a new ``folder``.
-
-    Args:
-        folder (str): output folder (created, its parent must exist).
-        spec (SyntheticBenchmarkSpec): generation parameters.
-    """
-    image_size = spec.image_size
-    written: List[str] = []
-    for split_index, (split, num_images) in enumerate(spec.split_sizes().items()):
-        os.makedirs(os.path.join(folder, split))
-        classes = _SPLIT_CLASSES[split]
-        images, annotations = [], []
-        for image_index in range(num_images):
-            rng = np.random.default_rng(
-                np.random.SeedSequence(spec.seed, spawn_key=(split_index, image_index))
-            )
-            pixels, objects = render_scene(rng, classes, image_size)
-            image_id = image_index + 1
-            file_name = f"{image_id:06d}.png"
-            _write_png(os.path.join(folder, split, file_name), pixels)
-            written.append(f"{split}/{file_name}")
-            images.append(
-                {"id": image_id, "file_name": file_name, "height": image_size, "width": image_size}
-            )
-            for drawing, mask, visible_mask in objects:
-                annotations.append(
-                    _annotation(len(annotations) + 1, image_id, drawing, mask, visible_mask)
-                )
-        coco = {
-            "info": {
-                "description": f"vos_det synthetic benchmark, {split} split",
-                "version": str(_GENERATOR_VERSION),
-            },
-            "images": images,
-            "annotations": annotations,
-            "categories": [
-                {"id": _CATEGORY_IDS[name], "name": name, "supercategory": "shape"}
-                for name in classes
-            ],
-        }
-        relative = f"annotations/{split}.json"
-        write_json(coco, os.path.join(folder, relative), compact=True)
-        written.append(relative)
-    write_manifest(folder, _manifest_header(spec), written)
-
-
-def _annotation(
-    annotation_id: int,
-    image_id: int,
-    drawing: ShapeDrawing,
-    mask: np.ndarray,
-    visible_mask: np.ndarray,
-) -> dict:
-    """COCO annotation of one shape; its box is the tight extent of the full shape's pixels.
-
-    Args:
-        annotation_id (int): unique id within the file.
-        image_id (int): id of the image.
-        drawing (ShapeDrawing): the shape.
-        mask (np.ndarray): (H, W) bool mask of the full shape.
-        visible_mask (np.ndarray): (H, W) bool mask of its pixels not hidden by later shapes.
-
-    Returns:
-        dict: annotation with ``bbox`` [x, y, w, h] in pixels, ``area`` = visible pixel count.
-    """
-    rows, columns = np.nonzero(mask)
-    x0, y0 = int(columns.min()), int(rows.min())
-    width, height = int(columns.max()) - x0 + 1, int(rows.max()) - y0 + 1
-    return {
-        "id": annotation_id,
-        "image_id": image_id,
-        "category_id": _CATEGORY_IDS[drawing.shape],
-        "bbox": [float(x0), float(y0), float(width), float(height)],
-        "area": int(visible_mask.sum()),
-        "iscrowd": 0,
-        "visible_fraction": round(float(visible_mask.sum() / mask.sum()), 4),
-        "shape": drawing.to_json(),
-    }
-
-
-def _write_png(path: str, pixels: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 RGB image as PNG."""
-    if not cv2.imwrite(path, cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"Could not write image {path}.")

@@ -18,7 +18,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..core.files import default_datasets_root
-from .synthetic import SYNTHETIC_SPLITS, SyntheticBenchmarkSpec, register_synthetic_benchmark
+from .synthetic import (
+    MAX_DEFAULT_MIXED_TEST,
+    SYNTHETIC_SPLITS,
+    SyntheticBenchmarkSpec,
+    default_num_mixed_test,
+    register_synthetic_benchmark,
+)
 
 __all__ = [
     "add_draw_arguments",
@@ -28,10 +34,19 @@ __all__ = [
     "synthetic_draw_name",
 ]
 
+#: The spec fields that ``images`` of :func:`synthetic_benchmark_setup` give, in order.
+_COUNT_FIELDS = ("num_train", "num_id_test", "num_ood_test", "num_mixed_test")
+
 
 def synthetic_draw_name(spec: SyntheticBenchmarkSpec) -> str:
     """The name of a draw: "synthetic", then the image counts when they are not the default
-    ones, then the data seed when it is not 0 (e.g. "synthetic_8_4_4_seed1").
+    ones, then the image size and the data seed when they are not the default ones (e.g.
+    "synthetic_8_4_4_seed1").
+
+    The counts are those of train, ID test and OOD test, and of mixed test only when it is not
+    its default (:func:`~vos_det.data.synthetic.default_num_mixed_test` of the OOD count), so
+    that the names of draws made before the mixed split existed stay the same (e.g.
+    "synthetic_8_4_4" for 8 / 4 / 4 / 4 images, "synthetic_8_4_4_2" for 8 / 4 / 4 / 2).
 
     Args:
         spec (SyntheticBenchmarkSpec): the draw.
@@ -40,14 +55,23 @@ def synthetic_draw_name(spec: SyntheticBenchmarkSpec) -> str:
         str: the folder name under ``$DETECTRON2_DATASETS`` and the dataset name prefix.
     """
     parts = ["synthetic"]
-    sizes = list(spec.split_sizes().values())
-    if sizes != list(SyntheticBenchmarkSpec().split_sizes().values()):
-        parts += map(str, sizes)
+    counts = _named_counts(spec)
+    if counts != _named_counts(SyntheticBenchmarkSpec()):
+        parts += map(str, counts)
     if spec.image_size != SyntheticBenchmarkSpec.image_size:
         parts.append(f"{spec.image_size}px")
     if spec.seed:
         parts.append(f"seed{spec.seed}")
     return "_".join(parts)
+
+
+def _named_counts(spec: SyntheticBenchmarkSpec) -> List[int]:
+    """The image counts that name a draw: train, ID test, OOD test, and mixed test when it is
+    not its default."""
+    counts = [spec.num_train, spec.num_id_test, spec.num_ood_test]
+    if spec.num_mixed_test != default_num_mixed_test(spec.num_ood_test):
+        counts.append(spec.num_mixed_test)
+    return counts
 
 
 def register_synthetic_draw(
@@ -76,12 +100,15 @@ def synthetic_benchmark_setup(
     in a fresh process.
 
     With the defaults: the built-in ``synthetic_*`` datasets (registered by ``import vos_det``).
-    Otherwise the draw of ``images`` = [train, ID test, OOD test] images (default sizes when
-    None) and data seed ``data_seed``, registered as ``<name_prefix>_*`` under ``data_root``
-    (default ``$DETECTRON2_DATASETS/<draw name>``); it is generated when first loaded.
+    Otherwise the draw of ``images`` = [train, ID test, OOD test] or [train, ID test, OOD test,
+    mixed test] images (default sizes when None; without a mixed count, the mixed split gets
+    :func:`~vos_det.data.synthetic.default_num_mixed_test` of the OOD count) and data seed
+    ``data_seed``, registered as ``<name_prefix>_*`` under ``data_root`` (default
+    ``$DETECTRON2_DATASETS/<draw name>``); it is generated when first loaded.
 
     Args:
-        images (Sequence[int] or None): numbers of train, ID test and OOD test images.
+        images (Sequence[int] or None): numbers of train, ID test, OOD test and optionally
+            mixed test images.
         data_root (str or None): folder of the draw.
         data_seed (int): seed of the draw (>= 0).
         name_prefix (str or None): dataset name prefix of a draw other than the built-in one;
@@ -92,9 +119,15 @@ def synthetic_benchmark_setup(
         draw).
 
     Raises:
-        ValueError: naming the parameter, for image counts or a seed out of range.
+        ValueError: naming the parameter, for image counts or a seed out of range, or for
+            ``images`` holding other than 3 or 4 counts.
     """
-    sizes = dict(zip(("num_train", "num_id_test", "num_ood_test"), images or ()))
+    if images is not None and len(images) not in (3, 4):
+        raise ValueError(
+            "images must hold 3 or 4 counts (train, ID test, OOD test[, mixed test]), got "
+            f"{list(images)}."
+        )
+    sizes = dict(zip(_COUNT_FIELDS, images or ()))
     spec = SyntheticBenchmarkSpec(**sizes, seed=data_seed)
     if spec == SyntheticBenchmarkSpec() and data_root is None:
         return {split: f"synthetic_{split}" for split in SYNTHETIC_SPLITS}, None
@@ -105,8 +138,8 @@ def synthetic_benchmark_setup(
 
 
 def dataset_overrides(names: Dict[str, str]) -> List[object]:
-    """``KEY VALUE`` config overrides training on a draw's train split and testing on its ID and
-    OOD test splits.
+    """``KEY VALUE`` config overrides training on a draw's train split and testing on its ID,
+    OOD and mixed test splits.
 
     Args:
         names (dict[str, str]): split -> dataset name, from :func:`synthetic_benchmark_setup`.
@@ -118,7 +151,7 @@ def dataset_overrides(names: Dict[str, str]) -> List[object]:
         "DATASETS.TRAIN",
         (names["train"],),
         "DATASETS.TEST",
-        (names["id_test"], names["ood_test"]),
+        (names["id_test"], names["ood_test"], names["mixed_test"]),
     ]
 
 
@@ -130,7 +163,8 @@ def add_draw_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         nargs=3,
         metavar=("TRAIN", "ID_TEST", "OOD_TEST"),
-        help="a synthetic benchmark with these numbers of images instead of the default sizes",
+        help="a synthetic benchmark with these numbers of images instead of the default sizes "
+        f"(its mixed test split gets as many images as OOD_TEST, at most {MAX_DEFAULT_MIXED_TEST})",
     )
     parser.add_argument(
         "--data-root",
