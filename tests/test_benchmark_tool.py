@@ -42,7 +42,6 @@ from vos_det.evaluation.score_collector import empty_box_scores
 from vos_det.experiments import benchmark
 from vos_det.experiments.seed_statistics import paired_t_interval, summarize
 
-
 TINY_OVERRIDES = [
     "SOLVER.MAX_ITER",
     "3",
@@ -164,7 +163,7 @@ def test_draws_have_their_own_names_and_folders(tmp_path, monkeypatch):
     assert synthetic_draw_name(SyntheticBenchmarkSpec(8, 4, 4, seed=1)) == "synthetic_8_4_4_seed1"
     assert synthetic_draw_name(SyntheticBenchmarkSpec(image_size=256)) == "synthetic_256px"
     assert synthetic_benchmark_setup() == (
-        {split: f"synthetic_{split}" for split in ("train", "id_test", "ood_test")},
+        {split: f"synthetic_{split}" for split in ("train", "id_test", "ood_test", "mixed_test")},
         None,
     )
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
@@ -200,8 +199,14 @@ def _finish(run) -> None:
     Path(run.folder, "model_final.pth").write_bytes(b"weights")
     Path(run.folder, "metrics.json").write_text('{"iteration": 0}\n')
     result = ProtocolResult(
-        id_dataset="id", threshold=ScoreThreshold(0.5, "fixed"), tpr=0.95, scores=["energy"],
-        id_boxes=0, id_kept=0, id_metrics={}, ood={"ood": OODSetResult(0, 0, {})},
+        id_dataset="id",
+        threshold=ScoreThreshold(0.5, "fixed"),
+        tpr=0.95,
+        scores=["energy"],
+        id_boxes=0,
+        id_kept=0,
+        id_metrics={},
+        ood={"ood": OODSetResult(0, 0, {})},
     )
     run.evaluation.write_results(result)
     for dataset in ("id", "ood"):
@@ -311,9 +316,7 @@ def _invoke(root: Path, weights: str, *overrides: str):
     arguments = ["--output", str(root / "out"), "--images", "8", "4", "4", "--data-seed", "1"]
     arguments += ["--data-root", str(root / "data"), "--jobs", "2", "--seeds", "2"]
     arguments += ["--baseline", "vanilla", "energy", "--baseline", "vos", "energy"]
-    return benchmark.main(
-        arguments + ["--", *TINY_OVERRIDES, "MODEL.WEIGHTS", weights, *overrides]
-    )
+    return benchmark.main(arguments + ["--", *TINY_OVERRIDES, "MODEL.WEIGHTS", weights, *overrides])
 
 
 def _record_times(output: Path) -> dict:
@@ -344,7 +347,9 @@ def test_results_hold_every_run_with_its_saved_numbers(first_invocation):
         assert row["wall_seconds"] == record["wall_seconds"] > 0
         assert row["config_sha256"] == record["config_sha256"]
         assert (row["protocol"], row["id_dataset"], row["fpr_key"]) == (
-            saved.protocol, "synthetic_8_4_4_seed1_id_test", "FPR95",
+            saved.protocol,
+            "synthetic_8_4_4_seed1_id_test",
+            "FPR95",
         )
         assert row["id_metrics"] == pytest.approx(saved.id_metrics)
         # The FPR95 recomputed from the saved boxes with scikit-learn's ROC: the FPR at the ROC
@@ -409,13 +414,62 @@ def _expected_differences(rows: list, ood_set: str, baseline: tuple) -> list:
     return expected
 
 
+OPEN_SET_HEADERS = {
+    "known_AP50": "known AP50",
+    "unknown_AP50": "unknown AP50",
+    "unknown_recall": "unknown recall",
+    "WI": "WI",
+    "A-OSE": "A-OSE",
+    "A-OSE_per_100_unknown": "A-OSE /100 unknown",
+}
+
+
+def _expected_open_set_tables(rows: list, mixed_set: str) -> list:
+    """The open-set summary and its paired differences to vanilla + energy and vos + energy,
+    computed from the results."""
+    summary, differences = [], {("vanilla", "energy"): [], ("vos", "energy"): []}
+    for method in ("vanilla", "vos"):
+        runs = [row for row in rows if row["method"] == method]
+        for flag in runs[0]["open_set"][mixed_set]:
+            values = {
+                key: [row["open_set"][mixed_set][flag].get(key) for row in runs]
+                for key in OPEN_SET_HEADERS
+            }
+            cells = {
+                OPEN_SET_HEADERS[key]: _summary_cell([v for v in vals if v is not None], 2)
+                for key, vals in values.items()
+            }
+            summary.append({"method": method, "flagged by": flag, "seeds": "2", **cells})
+            for baseline, table in differences.items():
+                if (method, flag) == baseline:
+                    continue
+                cells = {}
+                for key, header in OPEN_SET_HEADERS.items():
+                    pairs = []
+                    for row in runs:
+                        base = next(
+                            b
+                            for b in rows
+                            if b["method"] == baseline[0] and b["seed"] == row["seed"]
+                        )
+                        pair = (
+                            row["open_set"][mixed_set][flag].get(key),
+                            base["open_set"][mixed_set][baseline[1]].get(key),
+                        )
+                        pairs += [pair] if None not in pair else []
+                    cells[f"Δ{header}"] = _difference_cell(pairs, 2)
+                table.append({"method": method, "flagged by": flag, "seeds": "2", **cells})
+    return [summary, *differences.values()]
+
+
 @pytest.mark.slow
 def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
     root, done = first_invocation
     rows = json.loads(Path(done.results).read_text())["runs"]
     ood_set = "synthetic_8_4_4_seed1_ood_test"
     tables = markdown_tables(Path(done.report).read_text())
-    _, summary, to_vanilla, to_vos, kept, fprs, passes, diagnostics = tables
+    _, summary, to_vanilla, to_vos, kept, fprs, passes, *open_set, diagnostics = tables
+    assert open_set == _expected_open_set_tables(rows, "synthetic_8_4_4_seed1_mixed_test")
     expected_summary = []
     for method in ("vanilla", "vos"):
         runs = [row for row in rows if row["method"] == method]
@@ -441,7 +495,9 @@ def test_report_numbers_are_the_statistics_of_the_results(first_invocation):
     for row in kept:
         saved = [r for r in rows if r["method"] == row["method"]]
         counts = [float(v) for k, v in row.items() if k.startswith("kept OOD boxes") and v != "-"]
-        folders = [root / "out" / "runs" / r["method"] / f"seed{r['seed']}" / "inference" for r in saved]
+        folders = [
+            root / "out" / "runs" / r["method"] / f"seed{r['seed']}" / "inference" for r in saved
+        ]
         kept_boxes = [EvaluationFolder(str(f)).read_results().ood[ood_set].kept for f in folders]
         assert sum(counts) == pytest.approx(np.mean(kept_boxes), abs=0.5 * len(counts))
     assert {row["method"] for row in fprs} == {"vanilla", "vos"}
@@ -497,16 +553,29 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path, pretra
     """Ctrl-C reaches the terminal's whole process group: the tool and its two workers stop,
     the tool says how to resume, and the next invocation trains the interrupted runs again."""
     repo = Path(__file__).resolve().parents[1]
-    arguments = [sys.executable, str(repo / "tools" / "benchmark.py"), "--output", str(tmp_path / "out")]
+    arguments = [
+        sys.executable,
+        str(repo / "tools" / "benchmark.py"),
+        "--output",
+        str(tmp_path / "out"),
+    ]
     arguments += ["--images", "8", "4", "4", "--data-root", str(tmp_path / "data"), "--jobs", "2"]
     arguments += ["--seeds", "1", "--", *TINY_OVERRIDES, "MODEL.WEIGHTS", pretrained_weights]
     long_runs = arguments + ["SOLVER.MAX_ITER", "100000"]
     env = dict(os.environ, PYTHONPATH=str(repo))
     tool = subprocess.Popen(
-        long_runs, cwd=repo, env=env, start_new_session=True, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        long_runs,
+        cwd=repo,
+        env=env,
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    metrics = [tmp_path / "out" / "runs" / method / "seed1" / "metrics.json" for method in ("vanilla", "vos")]
+    metrics = [
+        tmp_path / "out" / "runs" / method / "seed1" / "metrics.json"
+        for method in ("vanilla", "vos")
+    ]
     deadline = time.monotonic() + 300
     while not all(path.exists() for path in metrics):  # both workers are training
         assert tool.poll() is None and time.monotonic() < deadline, tool.communicate()
@@ -518,7 +587,9 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path, pretra
     with pytest.raises(ProcessLookupError):  # no process of the group outlived the tool
         os.killpg(tool.pid, 0)
     assert not list((tmp_path / "out" / "runs").glob("*/seed1/run_record.json"))
-    again = subprocess.run(arguments, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        arguments, cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert sorted(row["method"] for row in results["runs"]) == ["vanilla", "vos"]

@@ -14,7 +14,7 @@ from detectron2.data import MetadataCatalog
 from vos_det import add_vos_config, validate_vos_config
 from vos_det.evaluation import EvaluationFolder, ProtocolResult, format_table, ood_metrics
 from vos_det.evaluation.box_matching import EmptyBoxSetError, ScoreThreshold
-from vos_det.evaluation.detectron2_adapters import split_id_and_ood
+from vos_det.evaluation.detectron2_adapters import split_test_sets
 from vos_det.evaluation.protocol import evaluate_ood_protocol, keep_boxes
 
 SCORES = ("vos", "energy", "msp", "max_logit")
@@ -202,16 +202,24 @@ def _table_rows(table: str) -> list:
     return [row for row in rows if row[0] not in ("ID set", "OOD set") and "---" not in row[0]]
 
 
-def test_split_id_and_ood_requires_exactly_one_id_set_with_ood_sets():
+def test_split_test_sets_requires_exactly_one_id_set_with_ood_or_mixed_sets():
     MetadataCatalog.get("split_ood").set(evaluator_type="ood")
+    MetadataCatalog.get("split_mixed").set(evaluator_type="open_set")
     MetadataCatalog.get("split_id_a").set(evaluator_type="coco")
     MetadataCatalog.get("split_id_b")  # no evaluator_type: Detectron2's own sets count as ID
-    assert split_id_and_ood(["split_id_a", "split_ood"]) == (["split_id_a"], ["split_ood"])
-    assert split_id_and_ood(["split_id_a", "split_id_b"]) == (["split_id_a", "split_id_b"], [])
+    assert split_test_sets(["split_id_a", "split_ood"]) == (["split_id_a"], ["split_ood"], [])
+    assert split_test_sets(["split_mixed", "split_id_a", "split_ood"]) == (
+        ["split_id_a"],
+        ["split_ood"],
+        ["split_mixed"],
+    )
+    assert split_test_sets(["split_id_a", "split_id_b"]) == (["split_id_a", "split_id_b"], [], [])
     with pytest.raises(ValueError, match="exactly one ID set.*holds 2 ID set"):
-        split_id_and_ood(["split_id_a", "split_id_b", "split_ood"])
+        split_test_sets(["split_id_a", "split_id_b", "split_ood"])
     with pytest.raises(ValueError, match="holds 0 ID set"):
-        split_id_and_ood(["split_ood"])
+        split_test_sets(["split_ood"])
+    with pytest.raises(ValueError, match=r"mixed sets \['split_mixed'\].*holds 0 ID set"):
+        split_test_sets(["split_mixed"])
 
 
 def test_an_unknown_protocol_in_the_config_is_named():

@@ -4,11 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
+from detectron2.data import DatasetCatalog
 
 from markdown_tables import markdown_tables
+from vos_det.data.synthetic import SYNTHETIC_SPLITS
 from vos_det.experiments import showcase
 from vos_det.experiments.parallel_runs import train_and_evaluate_all
 from vos_det.evaluation import EvaluationFolder
+from vos_det.evaluation.report import OPEN_SET_COLUMNS
 
 VARIANTS = ("vanilla", "vos")
 
@@ -56,7 +59,7 @@ def demo_report(tmp_path_factory, pretrained_weights):
         "2",
     ]
     report = showcase.main(arguments + [str(x) for x in overrides])
-    names = {split: f"demo_synthetic_{split}" for split in ("train", "id_test", "ood_test")}
+    names = {split: f"demo_synthetic_{split}" for split in SYNTHETIC_SPLITS}
     return Path(report), output, names
 
 
@@ -69,7 +72,16 @@ def test_demo_writes_report_with_table_and_pictures(demo_report):
         assert names["ood_test"] in results["ood"]
     for name in showcase.PICTURE_SETS:
         pictures = sorted((output / "pictures" / name).glob("*.png"))
-        assert len(pictures) == 6  # 3 ID + 3 OOD test images
+        mixed = [p for p in pictures if p.name.startswith(names["mixed_test"])]
+        # 3 ID + 3 OOD test images, and the first mixed scene with known and unknown shapes
+        # (known ids 0-2, unknown 3).
+        assert len(pictures) == 7 and len(mixed) == 1, [p.name for p in pictures]
+        records = DatasetCatalog.get(names["mixed_test"])
+        both = [
+            r for r in records if len({min(a["category_id"], 3) for a in r["annotations"]}) == 2
+        ]
+        expected = (both or records)[0]["file_name"]
+        assert expected.endswith(mixed[0].name[len(names["mixed_test"]) + 1 :])
         for picture in pictures:
             assert f"pictures/{name}/{picture.name}" in text
     for word in ("vanilla", "vos", names["ood_test"], "FPR95", "AUROC", "AUPR", "AP50"):
@@ -85,7 +97,7 @@ def _printed(value, digits: int = 2) -> str:
 def test_demo_table_numbers_match_the_saved_results(demo_report):
     report, output, _ = demo_report
     results = {v: EvaluationFolder(str(output / v / "inference")).read_results() for v in VARIANTS}
-    id_table, ood_table = markdown_tables(report.read_text())
+    id_table, ood_table, open_set_table = markdown_tables(report.read_text())
     assert id_table == [
         {
             "run": variant,
@@ -114,6 +126,20 @@ def test_demo_table_numbers_match_the_saved_results(demo_report):
     labels = {f"{score} (paper)" if score == "energy" else score: score for _, score in expected}
     assert {(row.pop("OOD set"), labels[row.pop("score")]): row for row in ood_table} == expected
     assert len(ood_table) == len(expected)  # no (OOD set, score) row printed twice
+    formats = {"WI": 4, "A-OSE": 0}
+    expected = {}  # (mixed set, flag) -> the row's metric cells
+    for variant, result in results.items():
+        for name, entry in result.open_set.items():
+            for flag, metrics in entry.metrics.items():
+                expected.setdefault((name, flag), {}).update(
+                    {
+                        f"{variant} {header}": _printed(metrics.get(key), formats.get(key, 2))
+                        for key, header in OPEN_SET_COLUMNS
+                    }
+                )
+    rows = {(row.pop("mixed set"), row.pop("flagged by")): row for row in open_set_table}
+    assert rows == expected
+    assert {flag for _, flag in rows} == {"no flag", *results["vanilla"].scores}
 
 
 @pytest.mark.slow

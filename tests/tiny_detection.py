@@ -1,7 +1,9 @@
-"""A tiny detection problem (an ID train/test set and an OOD set) and a tiny GN Faster R-CNN
-config for fast CPU tests."""
+"""A tiny detection problem (an ID train/test set, an OOD set and a mixed open-set set) and a
+tiny GN Faster R-CNN config for fast CPU tests."""
 
 from pathlib import Path
+
+import json
 
 import cv2
 import numpy as np
@@ -11,11 +13,13 @@ from detectron2.structures import BoxMode
 
 import vos_det
 from vos_det.data import register_ood_dataset
+from vos_det.data.open_set_datasets import register_open_set_dataset
 from vos_det.engine import VOSTrainer
 
 CLASS_COLOURS = [(255, 60, 60), (60, 255, 60), (60, 60, 255)]  # one colour per class (BGR)
 IMAGE_SIZE = 64
 TINY_OOD = "vos_tiny_ood"  # the OOD set of register_tiny_ood_dataset
+TINY_MIXED = "vos_tiny_mixed"  # the mixed set of register_tiny_mixed_dataset
 
 
 def write_tiny_dataset(root: Path, num_images: int, seed: int = 0) -> list:
@@ -82,6 +86,61 @@ def register_tiny_ood_dataset(root: Path, num_images: int = 4) -> str:
         cv2.imwrite(str(root / f"{index:04d}.png"), image)
     register_ood_dataset(TINY_OOD, str(root), id_classes=["red", "green", "blue"])
     return TINY_OOD
+
+
+def register_tiny_mixed_dataset(root: Path, num_images: int = 6) -> str:
+    """Images of known rectangles beside unknown circles (the last image: rectangles only), as
+    an open-set set in COCO format (categories red, green, blue and "unknown")."""
+    if TINY_MIXED in DatasetCatalog.list():
+        return TINY_MIXED
+    rng = np.random.default_rng(11)
+    root.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for index in range(num_images):
+        image = rng.integers(0, 60, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        objects = [("rectangle", int(rng.integers(0, 3)))]
+        if index < num_images - 1:
+            objects.append(("circle", 3))
+        for kind, category in objects:
+            if kind == "rectangle":
+                w, h = (int(v) for v in rng.integers(14, 26, size=2))
+                x0, y0 = (int(v) for v in rng.integers(0, IMAGE_SIZE // 2 - 4, size=2))
+                cv2.rectangle(
+                    image, (x0, y0), (x0 + w - 1, y0 + h - 1), CLASS_COLOURS[category], -1
+                )
+            else:
+                r = int(rng.integers(7, 11))
+                cx, cy = (int(v) for v in rng.integers(IMAGE_SIZE // 2 + r, IMAGE_SIZE - r, size=2))
+                cv2.circle(image, (cx, cy), r, (255, 255, 60), thickness=-1)
+                x0, y0, w, h = cx - r, cy - r, 2 * r + 1, 2 * r + 1
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": category + 1,
+                    "bbox": [x0, y0, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+        cv2.imwrite(str(root / f"{index:04d}.png"), image)
+        images.append(
+            {
+                "id": index + 1,
+                "file_name": f"{index:04d}.png",
+                "height": IMAGE_SIZE,
+                "width": IMAGE_SIZE,
+            }
+        )
+    categories = [
+        {"id": i + 1, "name": n} for i, n in enumerate(["red", "green", "blue", "unknown"])
+    ]
+    json_file = root / "mixed.json"
+    json_file.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    register_open_set_dataset(TINY_MIXED, str(root), str(json_file), ["red", "green", "blue"])
+    return TINY_MIXED
 
 
 def tiny_cfg(train: str, test: str, output_dir: str, **vos):

@@ -3,8 +3,9 @@
 
 Every run is an evaluation folder written by ``tools/train_net.py --eval-only`` (or by the
 evaluation after training): ``OUTPUT_DIR/inference`` with ``ood_results.json`` (ID set,
-protocol, threshold, TPR, scores, ID AP) and ``scores_<dataset>.npz`` for the ID set and every
-OOD set. Each run is recomputed with its saved protocol unless ``--protocol`` names another. No
+protocol, threshold, TPR, scores, ID AP), ``scores_<dataset>.npz`` for the ID set and every
+OOD or mixed set, and ``ground_truth_<dataset>.npz`` for every mixed (open-set) set, whose
+open-set table is recomputed too. Each run is recomputed with its saved protocol unless ``--protocol`` names another. No
 model and no dataset is loaded.
 
     python tools/evaluate_ood.py --run vanilla=output/vanilla/inference \\
@@ -84,6 +85,7 @@ def recompute_run(
         saved.tpr,
         saved.id_metrics,
         protocol,
+        run.open_sets,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Sequence
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from ..evaluation.detectron2_adapters import split_id_and_ood
+from ..evaluation.detectron2_adapters import is_open_set_dataset, split_test_sets
 
 __all__ = ["check_class_count", "check_datasets"]
 
@@ -35,7 +35,7 @@ def check_datasets(cfg: CfgNode, training: bool = True) -> None:
     _check_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
     for name in (*train, *cfg.DATASETS.TEST):
         check_class_count(name, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-    split_id_and_ood(cfg.DATASETS.TEST)
+    split_test_sets(cfg.DATASETS.TEST)
     for name in cfg.DATASETS.TEST:
         logger.info("Test set %s: %d images.", name, len(DatasetCatalog.get(name)))
 
@@ -53,8 +53,11 @@ def _check_registered(names: Sequence[str], key: str) -> None:
 
 def check_class_count(name: str, num_classes: int) -> None:
     """Raise ``ValueError`` when the registered set ``name`` lists another number of classes
-    than ``num_classes`` (``MODEL.ROI_HEADS.NUM_CLASSES``)."""
-    classes = MetadataCatalog.get(name).get("thing_classes")
+    than ``num_classes`` (``MODEL.ROI_HEADS.NUM_CLASSES``); a mixed (open-set) set counts its
+    ID classes, not the "unknown" it adds."""
+    metadata = MetadataCatalog.get(name)
+    classes = metadata.get("id_classes") if is_open_set_dataset(name) else None
+    classes = classes if classes is not None else metadata.get("thing_classes")
     if classes is not None and len(classes) != num_classes:
         raise ValueError(
             f"{name} has {len(classes)} classes but MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}: "

@@ -26,7 +26,9 @@ from .box_matching import EmptyBoxSetError, ScoreThreshold
 from .detectron2_adapters import (
     ground_truth_arrays,
     is_ood_dataset,
-    split_id_and_ood,
+    is_open_set_dataset,
+    open_set_ground_truth,
+    split_test_sets,
     to_detectron2_results,
 )
 from .output_folder import EvaluationFolder, EvaluationRun
@@ -42,27 +44,29 @@ logger = logging.getLogger(__name__)
 class OODEvaluation:
     """Collects the evaluator outputs of one run's test sets and evaluates them together.
 
-    The ID set gets COCO-style AP and, with OOD sets, the box-keeping threshold
+    The ID set gets COCO-style AP and, with OOD or mixed sets, the box-keeping threshold
     (``VOS.EVAL.SCORE_THRESHOLD``, or derived on its ground truth); every OOD set gets
-    FPR95/AUROC/AUPR of each ``VOS.EVAL.SCORES`` against the ID set's kept boxes, all computed
-    by the protocol ``VOS.EVAL.PROTOCOL`` (:mod:`vos_det.evaluation.protocol`). Files go to an
-    :class:`EvaluationFolder` (``OUTPUT_DIR/inference``).
+    FPR95/AUROC/AUPR of each ``VOS.EVAL.SCORES`` against the ID set's kept boxes, and every
+    mixed (open-set) set the open-set metrics of each score flagging at its ID threshold
+    (:mod:`vos_det.evaluation.open_set`), all computed by the protocol ``VOS.EVAL.PROTOCOL``
+    (:mod:`vos_det.evaluation.protocol`). Files go to an :class:`EvaluationFolder`
+    (``OUTPUT_DIR/inference``).
     """
 
     def __init__(self, cfg: CfgNode, dataset_names: List[str], folder: EvaluationFolder):
         """
         Args:
             cfg (CfgNode): the config (``VOS.EVAL``).
-            dataset_names (list[str]): the test sets, in order: one ID set with any OOD sets,
-                or ID sets alone.
+            dataset_names (list[str]): the test sets, in order: one ID set with any OOD and
+                mixed sets, or ID sets alone.
             folder (EvaluationFolder): where the files go.
 
         Raises:
-            ValueError: if there are OOD sets but not exactly one ID set.
+            ValueError: if there are OOD or mixed sets but not exactly one ID set.
         """
         self.settings = cfg.VOS.EVAL
         self.dataset_names = list(dataset_names)
-        self.id_names, self.ood_names = split_id_and_ood(self.dataset_names)
+        self.id_names, self.ood_names, self.open_set_names = split_test_sets(self.dataset_names)
         self.folder = folder
         self._box_scores: Dict[str, BoxScores] = {}
         self._results: Dict[str, dict] = {}
@@ -86,11 +90,12 @@ class OODEvaluation:
                 ``OUTPUT_DIR/inference/<dataset_name>``.
 
         Returns:
-            DatasetEvaluator: :class:`OODScoreCollector` alone for an OOD set; otherwise
-            ``DatasetEvaluators`` of the collector and ``COCOEvaluator``.
+            DatasetEvaluator: :class:`OODScoreCollector` alone for an OOD or mixed set (the
+            open-set metrics include the known AP); otherwise ``DatasetEvaluators`` of the
+            collector and ``COCOEvaluator``.
         """
         collector = OODScoreCollector(dataset_name, cfg.VOS.EVAL.SCORES)
-        if is_ood_dataset(dataset_name):
+        if is_ood_dataset(dataset_name) or is_open_set_dataset(dataset_name):
             return collector
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return DatasetEvaluators([collector, COCOEvaluator(dataset_name, output_dir=output_folder)])
@@ -129,7 +134,11 @@ class OODEvaluation:
         self.folder.clear_results()  # an earlier run's; must not be paired with the new scores
         for name in self.dataset_names:
             self.folder.save_box_scores(name, self._box_scores[name])
-        if self.ood_names:
+        for name in self.open_set_names:
+            self.folder.save_ground_truth(
+                name, open_set_ground_truth(name, DatasetCatalog.get(name))
+            )
+        if self.ood_names or self.open_set_names:
             for name, tasks in self._evaluate_ood().items():
                 results[name].update(tasks)
         for name, result in results.items():
@@ -161,6 +170,10 @@ class OODEvaluation:
         id_name = self.id_names[0]
         id_box_scores = self._box_scores[id_name]
         ood_box_scores = {name: self._box_scores[name] for name in self.ood_names}
+        open_sets = {
+            name: (self._box_scores[name], self.folder.load_ground_truth(name))
+            for name in self.open_set_names
+        }
         try:
             result = evaluate_ood_protocol(
                 id_name,
@@ -171,15 +184,16 @@ class OODEvaluation:
                 self.settings.TPR,
                 self._results[id_name].get("bbox"),
                 self.settings.PROTOCOL,
+                open_sets,
             )
         except EmptyBoxSetError as e:
             logger.warning("No OOD metrics: %s", e)
             return {}
-        run = EvaluationRun(result, id_box_scores, ood_box_scores)
+        run = EvaluationRun(result, id_box_scores, ood_box_scores, open_sets)
         logger.info(
             "OOD evaluation (%s vs %s):\n%s",
             id_name,
-            ", ".join(self.ood_names),
+            ", ".join(self.ood_names + self.open_set_names),
             format_table({"": run.result}),
         )
         self.folder.write_results(run.result)

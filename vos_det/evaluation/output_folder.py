@@ -3,6 +3,7 @@
 Layout (``OUTPUT_DIR/inference`` after :class:`~vos_det.evaluation.OODEvaluation`)::
 
     scores_<dataset>.npz          per-box arrays of every test set (``BoxScores``)
+    ground_truth_<dataset>.npz    the ground truth of every mixed set (``OpenSetGroundTruth``)
     ood_results.json              the protocol's results (``ProtocolResult.to_dict``)
     ood_plots/hist_<score>.png    score histograms, ID vs every OOD set (kept boxes)
     ood_plots/roc_<dataset>.png   ROC curves of every score, ID vs one OOD set
@@ -15,8 +16,8 @@ import contextlib
 import json
 import os
 import zipfile
-from dataclasses import dataclass
-from typing import Dict
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -38,11 +39,14 @@ class EvaluationRun:
         result (ProtocolResult): ``ood_results.json``.
         id_box_scores (BoxScores): the ID set's per-box arrays.
         ood_box_scores (dict[str, BoxScores]): every OOD set's per-box arrays, in result order.
+        open_sets (dict[str, tuple]): every mixed set's (per-box arrays, ground truth), in
+            result order.
     """
 
     result: ProtocolResult
     id_box_scores: BoxScores
     ood_box_scores: Dict[str, BoxScores]
+    open_sets: Dict[str, Tuple[BoxScores, Dict[str, np.ndarray]]] = field(default_factory=dict)
 
 
 class EvaluationFolder:
@@ -93,23 +97,38 @@ class EvaluationFolder:
                 f"Score file not found: {path}. VOSTrainer.test (tools/train_net.py --eval-only) "
                 "writes one per test set into OUTPUT_DIR/inference."
             )
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {key: data[key] for key in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(
-                f"{path} is not a readable score file ({e}); it is corrupt or truncated. "
-                "Evaluate the model again (tools/train_net.py --eval-only) to rewrite it."
-            ) from e
-        reference = "box" if "box" in arrays else next(iter(arrays), None)
-        boxes = len(arrays[reference]) if reference is not None else 0
-        for key, array in arrays.items():
-            if array.ndim == 0 or len(array) != boxes:
-                raise ValueError(
-                    f"{path}: the array {key!r} has {array.shape} entries but the file holds "
-                    f"{boxes} boxes; the file was altered. Evaluate the model again to rewrite it."
-                )
-        return arrays
+        return _check_lengths(path, _read_npz(path, "score file"), None)
+
+    def ground_truth_file(self, dataset: str) -> str:
+        """Returns: the path of a mixed set's ground truth."""
+        return os.path.join(self.path, f"ground_truth_{dataset}.npz")
+
+    def save_ground_truth(self, dataset: str, ground_truth: Dict[str, np.ndarray]) -> None:
+        """Write a mixed set's ground truth (``OpenSetGroundTruth``, ``.npz``), so that its
+        open-set metrics can be recomputed without the dataset."""
+        with atomic_write(self.ground_truth_file(dataset), "wb") as f:
+            np.savez(f, **ground_truth)
+
+    def load_ground_truth(self, dataset: str) -> Dict[str, np.ndarray]:
+        """Read a mixed set's ground truth written by :meth:`save_ground_truth`.
+
+        Raises:
+            FileNotFoundError: if the file does not exist.
+            ValueError: naming the file, if it is unreadable or lacks an array, or naming the
+                array whose length differs from the objects'.
+        """
+        path = self.ground_truth_file(dataset)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"Ground-truth file not found: {path}. VOSTrainer.test writes one per mixed "
+                "(open-set) test set into OUTPUT_DIR/inference."
+            )
+        arrays = _read_npz(path, "ground-truth file")
+        missing = [key for key in _GROUND_TRUTH_KEYS if key not in arrays]
+        if missing:
+            raise ValueError(f"{path} lacks the arrays {missing}; evaluate the model again.")
+        objects = {key: arrays[key] for key in ("image_id", "box", "class")}
+        return {**arrays, **_check_lengths(path, objects, "box")}
 
     def clear_results(self) -> None:
         """Remove an earlier ``ood_results.json``, which must not be paired with new scores."""
@@ -142,10 +161,53 @@ class EvaluationFolder:
         return ProtocolResult.from_dict(data)
 
     def read_run(self) -> EvaluationRun:
-        """Read the results and the per-box arrays of the ID set and of every OOD set."""
+        """Read the results and the per-box arrays of the ID set and of every OOD set, and the
+        per-box arrays and ground truth of every mixed set."""
         result = self.read_results()
         return EvaluationRun(
             result=result,
             id_box_scores=self.load_box_scores(result.id_dataset),
             ood_box_scores={name: self.load_box_scores(name) for name in result.ood},
+            open_sets={
+                name: (self.load_box_scores(name), self.load_ground_truth(name))
+                for name in result.open_set
+            },
         )
+
+
+#: The arrays of a mixed set's ground-truth file.
+_GROUND_TRUTH_KEYS = ("image_id", "box", "class", "images", "num_known")
+
+
+def _read_npz(path: str, kind: str) -> Dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (no pickles).
+
+    Raises:
+        ValueError: naming the file and its ``kind``, if it cannot be read.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"{path} is not a readable {kind} ({e}); it is corrupt or truncated. "
+            "Evaluate the model again (tools/train_net.py --eval-only) to rewrite it."
+        ) from e
+
+
+def _check_lengths(path: str, arrays: Dict[str, np.ndarray], reference) -> Dict[str, np.ndarray]:
+    """``arrays``, checked to have one entry per box (the length of ``reference``, by default
+    "box" or the first array).
+
+    Raises:
+        ValueError: naming the array whose length differs.
+    """
+    reference = reference or ("box" if "box" in arrays else next(iter(arrays), None))
+    boxes = len(arrays[reference]) if reference is not None else 0
+    for key, array in arrays.items():
+        if array.ndim == 0 or len(array) != boxes:
+            raise ValueError(
+                f"{path}: the array {key!r} has {array.shape} entries but the file holds "
+                f"{boxes} boxes; the file was altered. Evaluate the model again to rewrite it."
+            )
+    return arrays

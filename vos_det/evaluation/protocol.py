@@ -31,7 +31,7 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from .box_matching import (
     paper_score_threshold,
 )
 from ..core.ood_metrics import PROTOCOLS, check_protocol, fpr_key, id_threshold_at_tpr, ood_metrics
+from .open_set import OpenSetResult, evaluate_open_set
 from .score_collector import BoxScores
 
 __all__ = [
@@ -105,6 +106,7 @@ class ProtocolResult:
             that rate, e.g. by ``VOS.OOD_THRESHOLD``. Scores not finite on every kept ID box
             have none.
         protocol (str): the protocol that produced the result, one of :data:`PROTOCOLS`.
+        open_set (dict[str, OpenSetResult]): per mixed (open-set) set, in evaluation order.
     """
 
     id_dataset: str
@@ -117,6 +119,7 @@ class ProtocolResult:
     ood: Dict[str, OODSetResult]
     id_score_thresholds: Dict[str, float] = dataclasses.field(default_factory=dict)
     protocol: str = "paper"
+    open_set: Dict[str, OpenSetResult] = dataclasses.field(default_factory=dict)
 
     @property
     def fpr_key(self) -> str:
@@ -153,6 +156,9 @@ class ProtocolResult:
                 ood={name: OODSetResult(**entry) for name, entry in data["ood"].items()},
                 id_score_thresholds=dict(data.get("id_score_thresholds", {})),
                 protocol=check_protocol(data.get("protocol", "strict")),
+                open_set={
+                    name: OpenSetResult(**entry) for name, entry in data.get("open_set", {}).items()
+                },
             )
         except (KeyError, TypeError) as e:
             raise ValueError(
@@ -216,8 +222,10 @@ def evaluate_ood_protocol(
     tpr: float = 0.95,
     id_metrics: Optional[Mapping[str, float]] = None,
     protocol: str = "paper",
+    open_sets: Optional[Mapping[str, Tuple[BoxScores, Mapping[str, np.ndarray]]]] = None,
 ) -> ProtocolResult:
-    """Compare the kept ID boxes with the kept boxes of every OOD set, for every score.
+    """Compare the kept ID boxes with the kept boxes of every OOD set, for every score, and
+    evaluate every mixed set's kept boxes as an open-set detector's (:mod:`.open_set`).
 
     An OOD set with no kept box gets no metrics, and a score that is NaN or infinite on some
     kept box gets no metrics on the sets where it is (a warning names the score, the set and the
@@ -234,6 +242,8 @@ def evaluate_ood_protocol(
         id_metrics (Mapping[str, float] or None): AP, AP50, AP75 of the ID set, carried along
             (NaN values, e.g. without any detection, are left out).
         protocol (str): which boxes are kept and how FPR is read, one of :data:`PROTOCOLS`.
+        open_sets (Mapping or None): mixed set name -> (its per-box arrays, its ground truth
+            :data:`~vos_det.evaluation.open_set.OpenSetGroundTruth`).
 
     Returns:
         ProtocolResult: the run's OOD results.
@@ -244,7 +254,10 @@ def evaluate_ood_protocol(
         ValueError: if the protocol is unknown, or the arrays lack the one it keeps boxes by.
     """
     keep_field, keep_text = KEEP_RULES[check_protocol(protocol)]
-    for dataset, arrays in [(id_dataset, id_box_scores), *ood_box_scores.items()]:
+    open_sets = dict(open_sets or {})
+    named_arrays = [(id_dataset, id_box_scores), *ood_box_scores.items()]
+    named_arrays += [(name, arrays) for name, (arrays, _) in open_sets.items()]
+    for dataset, arrays in named_arrays:
         absent = [score for score in scores if score not in arrays]
         if absent:
             raise KeyError(f"The boxes of {dataset} have no score(s) {absent}.")
@@ -291,6 +304,19 @@ def evaluate_ood_protocol(
                 for score in _scores_finite_on(name, kept, finite_scores)
             }
         ood_results[name] = OODSetResult(len(arrays["class_prob"]), num_kept, metrics)
+    id_score_thresholds = {
+        score: id_threshold_at_tpr(id_kept[score], tpr) for score in finite_scores
+    }
+    open_set_results = {}
+    for name, (arrays, ground_truth) in open_sets.items():
+        kept = keep_boxes(arrays, threshold.value, protocol)
+        open_set_results[name] = evaluate_open_set(
+            arrays,
+            kept,
+            ground_truth,
+            id_score_thresholds,
+            _scores_finite_on(name, kept, finite_scores),
+        )
     return ProtocolResult(
         id_dataset=id_dataset,
         threshold=threshold,
@@ -304,10 +330,9 @@ def evaluate_ood_protocol(
             if key in id_metrics and math.isfinite(id_metrics[key])
         },
         ood=ood_results,
-        id_score_thresholds={
-            score: id_threshold_at_tpr(id_kept[score], tpr) for score in finite_scores
-        },
+        id_score_thresholds=id_score_thresholds,
         protocol=protocol,
+        open_set=open_set_results,
     )
 
 

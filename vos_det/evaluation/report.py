@@ -16,7 +16,7 @@ from .output_folder import EvaluationRun
 from .protocol import ID_METRIC_NAMES, KEEP_RULES, PAPER_SCORE, ProtocolResult, keep_boxes
 from .score_collector import BoxScores
 
-__all__ = ["format_table", "plot_roc_curves", "plot_score_histograms"]
+__all__ = ["format_open_set_table", "format_table", "plot_roc_curves", "plot_score_histograms"]
 
 
 def format_table(results: Mapping[str, ProtocolResult]) -> str:
@@ -24,7 +24,8 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
 
     Two tables: per run the ID set, protocol, threshold, kept/all ID boxes and AP/AP50/AP75;
     then one row per OOD set and score with FPR95/AUROC/AUPR (in percent; the FPR named after
-    each run's TPR) of each run; "-" where a run has no value. When every run used the "paper"
+    each run's TPR) of each run; "-" where a run has no value; then, with mixed sets,
+    :func:`format_open_set_table`. When every run used the "paper"
     protocol, the rows of :data:`~vos_det.evaluation.protocol.PAPER_SCORE` read "energy (paper)":
     the numbers to compare with the paper's tables. Runs of different protocols keep their
     protocol in their column headers, and a note under the tables says that their numbers are
@@ -86,7 +87,72 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
             "other boxes and read FPR elsewhere, so their numbers are not comparable. Recompute "
             "them with one protocol (--protocol)."
         )
-    return f"{id_table}\n\n{ood_table}{note}"
+    open_set_table = format_open_set_table(results)
+    open_set_table = f"\n\n{open_set_table}" if open_set_table else ""
+    return f"{id_table}\n\n{ood_table}{open_set_table}{note}"
+
+
+#: The open-set table's columns: (metric key of ``OpenSetResult.metrics``, header).
+OPEN_SET_COLUMNS = (
+    ("known_AP", "known AP"),
+    ("known_AP50", "known AP50"),
+    ("unknown_AP50", "unknown AP50"),
+    ("unknown_recall", "unknown recall"),
+    ("WI", "WI"),
+    ("A-OSE", "A-OSE"),
+    ("A-OSE_per_100_unknown", "A-OSE /100 unknown"),
+)
+
+
+def format_open_set_table(results: Mapping[str, ProtocolResult]) -> str:
+    """The open-set table of one or several runs: one row per mixed set and flag (``no flag``,
+    then each score), with the metrics of :data:`OPEN_SET_COLUMNS` of each run (APs and recall
+    in percent, WI a fraction, A-OSE a count); "-" where a run has no value.
+
+    Args:
+        results (Mapping[str, ProtocolResult]): run name -> its results.
+
+    Returns:
+        str: the table in Markdown pipe format, with a line giving each set's unknown objects;
+        "" when no run has a mixed set.
+    """
+    row_keys = []  # (mixed set, flag), first-seen order over the runs
+    for result in results.values():
+        for name, open_set in result.open_set.items():
+            row_keys += [(name, row) for row in open_set.metrics if (name, row) not in row_keys]
+    if not row_keys:
+        return ""
+    rows = []
+    for name, flag in row_keys:
+        row = [name, flag]
+        for result in results.values():
+            entry = result.open_set.get(name)
+            metrics = entry.metrics.get(flag, {}) if entry is not None else {}
+            row += [metrics.get(key) for key, _ in OPEN_SET_COLUMNS]
+        rows.append(row)
+    headers = [
+        f"{run} {header}" if len(results) > 1 else header
+        for run in results
+        for _, header in OPEN_SET_COLUMNS
+    ]
+    counts = {
+        name: (entry.known_objects, entry.unknown_objects)
+        for result in results.values()
+        for name, entry in result.open_set.items()
+    }
+    objects = "; ".join(
+        f"{name}: {known} known, {unknown} unknown objects"
+        for name, (known, unknown) in counts.items()
+    )
+    formats = {"WI": ".4f", "A-OSE": ".0f"}
+    table = tabulate(
+        rows,
+        headers=["mixed set", "flagged by", *headers],
+        tablefmt="pipe",
+        floatfmt=["", ""] + [formats.get(key, ".2f") for _ in results for key, _ in OPEN_SET_COLUMNS],
+        missingval="-",
+    )
+    return f"{table}\n\nOpen-set metrics (flagged: score below its ID threshold; {objects})."
 
 
 def _save(figure: Figure, path: str) -> None:

@@ -11,6 +11,7 @@ from ..core.files import atomic_write
 from ..evaluation.detectron2_adapters import ground_truth_arrays, ood_object_arrays
 from .diagnostics_report import diagnostics_tables, run_diagnostics
 from .method_grid import GridRun, Method
+from .open_set_report import mixed_sets, open_set_difference_table, open_set_summary_table
 from .seed_report import (
     common_value,
     ood_sets,
@@ -87,6 +88,35 @@ def methods_table(methods: Sequence[Method], rows: Sequence[dict]) -> str:
             f"{sum(seconds) / len(seconds):.0f} |"
         )
     return "\n".join(lines)
+
+
+def open_set_section(
+    rows: Sequence[dict], mixed_set: str, baselines: Sequence[Sequence[str]]
+) -> List[str]:
+    """The report's lines on one mixed (open-set) set: the open-set metrics per method and flag
+    (mean ± std) and their paired differences to each baseline (method, score)."""
+    lines = [
+        f"## Mixed scenes {mixed_set} (open-set metrics)",
+        "",
+        "Known and unseen shapes in the same images. Each kept box whose score falls below the "
+        'value 95% of kept ID boxes reach is flagged unknown; "no flag" is the detector without '
+        "a score. Known AP50 of the unflagged boxes, unknown AP50 and recall of the flagged ones "
+        "(percent); WI: Wilderness Impact at known recall 0.8 (a fraction, lower is better); "
+        "A-OSE: unflagged boxes on unknown objects (a count, and per 100 unknown objects; lower "
+        "is better). Mean ± standard deviation over the training seeds:",
+        "",
+        open_set_summary_table(rows, mixed_set),
+        "",
+    ]
+    for base_method, base_score in baselines:
+        lines += [
+            f"Paired differences to {base_method} + {base_score} (as above; **bold**: the "
+            f"{CONFIDENCE:.0%} t-interval excludes 0):",
+            "",
+            open_set_difference_table(rows, mixed_set, (base_method, base_score), CONFIDENCE),
+            "",
+        ]
+    return lines
 
 
 def write_report(
@@ -168,6 +198,13 @@ def write_report(
                 explained,
                 "",
             ]
+    for mixed_set in mixed_sets(rows):
+        lines += open_set_section(rows, mixed_set, args.baselines)
+        tables += [
+            f"{mixed_set}: open-set metrics, mean ± std",
+            open_set_summary_table(rows, mixed_set),
+            "",
+        ]
     diagnostics = training_diagnostics_table(runs)
     if diagnostics:
         lines += [

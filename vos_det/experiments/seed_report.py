@@ -27,12 +27,14 @@ from .seed_statistics import paired_t_interval, summarize
 
 __all__ = [
     "common_value",
+    "difference_cell",
     "metric_names",
     "ood_sets",
     "paired_difference_table",
     "plot_fpr",
     "plot_roc_curves_of_methods",
     "result_row",
+    "summary_cell",
     "summary_table",
 ]
 
@@ -47,8 +49,8 @@ def result_row(result: ProtocolResult) -> dict:
         result (ProtocolResult): the run's ``ood_results.json``.
 
     Returns:
-        dict: ``protocol``, ``id_dataset``, ``id_metrics``, ``fpr_key`` and ``ood`` (set ->
-        score -> metric).
+        dict: ``protocol``, ``id_dataset``, ``id_metrics``, ``fpr_key``, ``ood`` (set ->
+        score -> metric) and ``open_set`` (mixed set -> flag, "no flag" or a score -> metric).
     """
     return {
         "protocol": result.protocol,
@@ -56,6 +58,7 @@ def result_row(result: ProtocolResult) -> dict:
         "id_metrics": dict(result.id_metrics),
         "fpr_key": result.fpr_key,
         "ood": {name: entry.metrics for name, entry in result.ood.items()},
+        "open_set": {name: entry.metrics for name, entry in result.open_set.items()},
     }
 
 
@@ -126,7 +129,7 @@ def _count_note(n: int, total: int) -> str:
     return f" (n={n})" if n < total else ""
 
 
-def _summary_cell(values: Mapping[int, float], total: int) -> str:
+def summary_cell(values: Mapping[int, float], total: int) -> str:
     """The cell "mean ± std" over the seeds ("mean" alone for one seed, "-" for none)."""
     if not values:
         return "-"
@@ -135,7 +138,7 @@ def _summary_cell(values: Mapping[int, float], total: int) -> str:
     return f"{summary.mean:.2f}{spread}{_count_note(summary.n, total)}"
 
 
-def _difference_cell(
+def difference_cell(
     values: Mapping[int, float], baseline: Mapping[int, float], total: int, confidence: float
 ) -> str:
     """The cell "mean ± half-width" of the paired t-interval, in bold when it excludes 0; "-"
@@ -196,7 +199,7 @@ def summary_table(rows: Sequence[dict], ood_set: str) -> str:
     return _method_score_table(
         rows,
         ood_set,
-        lambda method, score, metric, seeds: _summary_cell(
+        lambda method, score, metric, seeds: summary_cell(
             _values(rows, method, score, ood_set, metric), seeds
         ),
     )
@@ -232,7 +235,7 @@ def paired_difference_table(
     return _method_score_table(
         rows,
         ood_set,
-        lambda method, score, metric, seeds: _difference_cell(
+        lambda method, score, metric, seeds: difference_cell(
             _values(rows, method, score, ood_set, metric),
             _values(rows, base_method, base_score, ood_set, metric),
             seeds,

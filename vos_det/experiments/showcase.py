@@ -30,6 +30,7 @@ from ..data.synthetic_draws import (
 from .parallel_runs import log_to_file, train_and_evaluate_all
 from ..config import load_vos_config
 from ..evaluation import EvaluationFolder, format_table
+from ..evaluation.detectron2_adapters import is_open_set_dataset
 from ..utils.visualize import draw_open_set_detections
 from ..utils.weights import ensure_pretrained_weights
 
@@ -76,9 +77,25 @@ def evaluation_folder(cfg) -> EvaluationFolder:
     return EvaluationFolder(os.path.join(cfg.OUTPUT_DIR, "inference"))
 
 
+def picture_records(dataset: str) -> List[dict]:
+    """The first :data:`PICTURES_PER_SET` images of a test set; of a mixed (open-set) set, the
+    first one holding known and unknown objects together (so that flagged unknown shapes stand
+    beside known ones)."""
+    records = DatasetCatalog.get(dataset)
+    if not is_open_set_dataset(dataset):
+        return records[:PICTURES_PER_SET]
+    unknown = len(MetadataCatalog.get(dataset).id_classes)
+    for record in records:
+        classes = {annotation["category_id"] for annotation in record["annotations"]}
+        if unknown in classes and len(classes) > 1:
+            return [record]
+    return records[:1]
+
+
 def draw_examples(cfg, score: str, ood_threshold: float, folder: str) -> List[str]:
-    """Annotated detections on the first ID and OOD test images, flagged OOD (red) when their
-    ``score`` falls below ``ood_threshold``; returns the PNG paths."""
+    """Annotated detections on the first images of every test set (:func:`picture_records`),
+    flagged OOD (red) when their ``score`` falls below ``ood_threshold``; returns the PNG
+    paths."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.WEIGHTS = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
@@ -90,7 +107,7 @@ def draw_examples(cfg, score: str, ood_threshold: float, folder: str) -> List[st
     os.makedirs(folder, exist_ok=True)
     paths = []
     for dataset in cfg.DATASETS.TEST:
-        for record in DatasetCatalog.get(dataset)[:PICTURES_PER_SET]:
+        for record in picture_records(dataset):
             image = cv2.imread(record["file_name"])
             instances = predictor(image)["instances"].to("cpu")
             drawn = draw_open_set_detections(image[:, :, ::-1], instances, class_names, None)

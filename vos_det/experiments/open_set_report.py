@@ -1,0 +1,123 @@
+"""The open-set tables of a benchmark grid: per method and flag, the open-set metrics of the
+mixed sets (mean ± std over the seeds), and their paired differences to a baseline.
+
+Rows are ``results.json`` rows (:mod:`.seed_report`), whose ``open_set`` entry maps a mixed set
+to its flags ("no flag", then each score) and their metrics
+(:mod:`vos_det.evaluation.open_set`).
+"""
+
+from typing import Callable, Dict, List, Sequence, Tuple
+
+from tabulate import tabulate
+
+from .seed_report import difference_cell, summary_cell
+
+__all__ = ["OPEN_SET_METRICS", "mixed_sets", "open_set_difference_table", "open_set_summary_table"]
+
+#: The compared metrics and their headers (APs and recall in percent, WI a fraction, A-OSE
+#: per 100 unknown objects).
+OPEN_SET_METRICS = (
+    ("known_AP50", "known AP50"),
+    ("unknown_AP50", "unknown AP50"),
+    ("unknown_recall", "unknown recall"),
+    ("WI", "WI"),
+    ("A-OSE", "A-OSE"),
+    ("A-OSE_per_100_unknown", "A-OSE /100 unknown"),
+)
+
+
+def mixed_sets(rows: Sequence[dict]) -> List[str]:
+    """The mixed (open-set) sets of the runs, in first-seen order."""
+    return list(dict.fromkeys(name for row in rows for name in row.get("open_set", {})))
+
+
+def _values(rows: Sequence[dict], method: str, flag: str, mixed_set: str, metric: str) -> Dict:
+    """Seed -> ``metric`` of a method's runs with ``flag`` on ``mixed_set`` (seeds without a
+    value left out)."""
+    values = {}
+    for row in rows:
+        if row["method"] == method:
+            value = row.get("open_set", {}).get(mixed_set, {}).get(flag, {}).get(metric)
+            if value is not None:
+                values[row["seed"]] = value
+    return values
+
+
+def _table(
+    rows: Sequence[dict],
+    mixed_set: str,
+    cell: Callable[[str, str, str, int], str],
+    header: Callable[[str], str],
+    skip: Tuple[str, str] = ("", ""),
+) -> str:
+    """A Markdown table with a row per method and flag (but ``skip``), a column per metric of
+    :data:`OPEN_SET_METRICS`; ``cell(method, flag, metric, seeds of the method)``."""
+    table = []
+    for method in dict.fromkeys(row["method"] for row in rows):
+        runs = [row for row in rows if row["method"] == method]
+        flags = dict.fromkeys(f for row in runs for f in row.get("open_set", {}).get(mixed_set, {}))
+        for flag in flags:
+            if (method, flag) != tuple(skip):
+                cells = [cell(method, flag, key, len(runs)) for key, _ in OPEN_SET_METRICS]
+                table.append([method, flag, len(runs), *cells])
+    headers = ["method", "flagged by", "seeds", *(header(name) for _, name in OPEN_SET_METRICS)]
+    alignment = ("left", "left", *["right"] * (len(headers) - 2))
+    return tabulate(table, headers=headers, tablefmt="pipe", colalign=alignment)
+
+
+def open_set_summary_table(rows: Sequence[dict], mixed_set: str) -> str:
+    """Per method and flag, the mean ± standard deviation over seeds of every open-set metric.
+
+    Args:
+        rows (Sequence[dict]): the runs.
+        mixed_set (str): the mixed set.
+
+    Returns:
+        str: a Markdown table; a cell notes "(n=k)" when only k seeds have a value.
+    """
+    return _table(
+        rows,
+        mixed_set,
+        lambda method, flag, metric, seeds: summary_cell(
+            _values(rows, method, flag, mixed_set, metric), seeds
+        ),
+        header=str,
+    )
+
+
+def open_set_difference_table(
+    rows: Sequence[dict], mixed_set: str, baseline: Tuple[str, str], confidence: float = 0.95
+) -> str:
+    """Per method and flag, the mean paired difference of every open-set metric to the
+    baseline's (same seed), ± the half-width of its ``confidence`` t-interval, in bold when it
+    excludes 0.
+
+    Args:
+        rows (Sequence[dict]): the runs.
+        mixed_set (str): the mixed set.
+        baseline (tuple[str, str]): (method, flag), e.g. ("vanilla", "energy").
+        confidence (float): coverage of the intervals.
+
+    Returns:
+        str: a Markdown table without the baseline's own row.
+
+    Raises:
+        ValueError: if the baseline has no open-set metrics on ``mixed_set``.
+    """
+    base_method, base_flag = baseline
+    if not any(
+        _values(rows, base_method, base_flag, mixed_set, key) for key, _ in OPEN_SET_METRICS
+    ):
+        raise ValueError(f"The baseline {base_method} + {base_flag} has no metrics on {mixed_set}.")
+    return _table(
+        rows,
+        mixed_set,
+        lambda method, flag, metric, seeds: difference_cell(
+            _values(rows, method, flag, mixed_set, metric),
+            _values(rows, base_method, base_flag, mixed_set, metric),
+            seeds,
+            confidence,
+        ),
+        header=lambda name: f"Δ{name}",
+        skip=baseline,
+    )
