@@ -415,6 +415,7 @@ def _expected_differences(rows: list, ood_set: str, baseline: tuple) -> list:
 
 
 OPEN_SET_HEADERS = {
+    "known_AP": "known AP",
     "known_AP50": "known AP50",
     "unknown_AP50": "unknown AP50",
     "unknown_recall": "unknown recall",

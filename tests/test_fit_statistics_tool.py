@@ -236,13 +236,15 @@ def test_max_images_limits_the_images_whose_boxes_are_counted(config_and_weights
 def test_every_box_per_class_with_crop_queues_and_an_evaluation_config(
     tiny_datasets, tiny_ood_dataset, pretrained_weights, tmp_path
 ):
-    """``--boxes-per-class all``: every ground-truth box of every class, in the box and the crop
-    queues (each box's crop embedded by the model's encoder, as at test time), and a config.yaml
+    """``--boxes-per-class all``: every ground-truth box of every class, in the box, crop and
+    layer queues (each box's crop embedded by the model's encoder, as at test time), and a config.yaml
     that loads the written checkpoint."""
     cfg = _fitting_cfg(tiny_datasets, tiny_ood_dataset, tmp_path / "fitted")
-    cfg.VOS.EVAL.SCORES = ("energy", "mahalanobis", "crop_mahalanobis")
+    cfg.VOS.EVAL.SCORES = ("energy", "mahalanobis", "crop_mahalanobis", "layer_mahalanobis")
+    cfg.VOS.LAYER_FEATURES.IN_FEATURES = ["p3"]
     cfg.VOS.FEATURE_STATS.COVARIANCE = "ledoit_wolf"
     cfg.VOS.QUEUE_SIZE = cfg.VOS.CROP_FEATURES.QUEUE_SIZE = 4  # fewer than any class has
+    cfg.VOS.LAYER_FEATURES.QUEUE_SIZE = 4
     cfg.MODEL.WEIGHTS = pretrained_weights
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -261,11 +263,13 @@ def test_every_box_per_class_with_crop_queues_and_an_evaluation_config(
     counts = torch.bincount(labels, minlength=3)
     assert evaluation.MODEL.WEIGHTS == path
     assert evaluation.VOS.QUEUE_SIZE == evaluation.VOS.CROP_FEATURES.QUEUE_SIZE == counts.max()
+    assert evaluation.VOS.LAYER_FEATURES.QUEUE_SIZE == counts.max()
     fitted = build_model(evaluation)
     load_fitting_weights(fitted.eval(), path)  # refuses a checkpoint that does not fit
     predictor = fitted.roi_heads.box_predictor
     assert predictor.queues.covariance_estimator == "ledoit_wolf"
     assert predictor.queues.counts.tolist() == predictor.crop_queues.counts.tolist() == counts.tolist()
+    assert fitted.roi_heads.layer_features.queues.counts.tolist() == counts.tolist()
     # The crop queues hold each box's crop feature: the encoder on the test-time resized image.
     scale = TEST_SIZE / IMAGE_SIZE
     expected = {k: [] for k in range(3)}

@@ -11,7 +11,7 @@ from vos_det.data.synthetic import SYNTHETIC_SPLITS
 from vos_det.experiments import showcase
 from vos_det.experiments.parallel_runs import train_and_evaluate_all
 from vos_det.evaluation import EvaluationFolder
-from vos_det.evaluation.report import OPEN_SET_COLUMNS
+from vos_det.evaluation.open_set import METRIC_HEADERS
 
 VARIANTS = ("vanilla", "vos")
 
@@ -134,7 +134,7 @@ def test_demo_table_numbers_match_the_saved_results(demo_report):
                 expected.setdefault((name, flag), {}).update(
                     {
                         f"{variant} {header}": _printed(metrics.get(key), formats.get(key, 2))
-                        for key, header in OPEN_SET_COLUMNS
+                        for key, header in METRIC_HEADERS
                     }
                 )
     rows = {(row.pop("mixed set"), row.pop("flagged by")): row for row in open_set_table}

@@ -19,7 +19,7 @@ import numpy as np
 from ..core.open_set_metrics import open_set_metrics
 from .score_collector import BoxScores
 
-__all__ = ["KNOWN_RECALL", "NO_FLAG", "OpenSetResult", "evaluate_open_set"]
+__all__ = ["KNOWN_RECALL", "METRIC_HEADERS", "NO_FLAG", "OpenSetResult", "evaluate_open_set"]
 
 #: The known recall at which the Wilderness Impact is read (OWOD's 0.8).
 KNOWN_RECALL = 0.8
@@ -56,15 +56,16 @@ class OpenSetResult:
     metrics: Dict[str, Dict[str, float]]
 
 
-#: The metrics a row keeps (the object counts are the result's own attributes).
-_ROW_METRICS = (
-    "known_AP",
-    "known_AP50",
-    "unknown_AP50",
-    "unknown_recall",
-    "WI",
-    "A-OSE",
-    "A-OSE_per_100_unknown",
+#: The metrics a row keeps, with their table headers (the object counts are the result's own
+#: attributes): APs and recall in percent, WI a fraction, A-OSE a count and per 100 unknowns.
+METRIC_HEADERS = (
+    ("known_AP", "known AP"),
+    ("known_AP50", "known AP50"),
+    ("unknown_AP50", "unknown AP50"),
+    ("unknown_recall", "unknown recall"),
+    ("WI", "WI"),
+    ("A-OSE", "A-OSE"),
+    ("A-OSE_per_100_unknown", "A-OSE /100 unknown"),
 )
 
 
@@ -113,7 +114,7 @@ def evaluate_open_set(
             detections, objects, num_known, ground_truth["images"], KNOWN_RECALL
         )
         metrics[name] = {
-            key: float(values[key]) for key in _ROW_METRICS if math.isfinite(values[key])
+            key: float(values[key]) for key, _ in METRIC_HEADERS if math.isfinite(values[key])
         }
     unknown = int(np.count_nonzero(objects["class"] == num_known))
     return OpenSetResult(

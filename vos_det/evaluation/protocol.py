@@ -7,6 +7,9 @@
    kept ID boxes are positives, kept OOD boxes negatives, and
    :func:`~vos_det.core.ood_metrics` gives FPR95, AUROC and AUPR per OOD set and score
    (:func:`evaluate_ood_protocol`).
+4. With mixed (open-set) sets: keep their boxes by the same rule, flag each kept box whose score
+   falls below that score's ``id_score_thresholds`` value, and compute the open-set metrics
+   (:mod:`vos_det.evaluation.open_set`).
 
 Two protocols (``VOS.EVAL.PROTOCOL``, :data:`PROTOCOLS`) differ in three places:
 

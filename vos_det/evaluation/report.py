@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from tabulate import tabulate
 
 from ..core.ood_metrics import roc_curve
+from .open_set import METRIC_HEADERS
 from .output_folder import EvaluationRun
 from .protocol import ID_METRIC_NAMES, KEEP_RULES, PAPER_SCORE, ProtocolResult, keep_boxes
 from .score_collector import BoxScores
@@ -92,21 +93,9 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
     return f"{id_table}\n\n{ood_table}{open_set_table}{note}"
 
 
-#: The open-set table's columns: (metric key of ``OpenSetResult.metrics``, header).
-OPEN_SET_COLUMNS = (
-    ("known_AP", "known AP"),
-    ("known_AP50", "known AP50"),
-    ("unknown_AP50", "unknown AP50"),
-    ("unknown_recall", "unknown recall"),
-    ("WI", "WI"),
-    ("A-OSE", "A-OSE"),
-    ("A-OSE_per_100_unknown", "A-OSE /100 unknown"),
-)
-
-
 def format_open_set_table(results: Mapping[str, ProtocolResult]) -> str:
     """The open-set table of one or several runs: one row per mixed set and flag (``no flag``,
-    then each score), with the metrics of :data:`OPEN_SET_COLUMNS` of each run (APs and recall
+    then each score), with the metrics of :data:`~vos_det.evaluation.open_set.METRIC_HEADERS` of each run (APs and recall
     in percent, WI a fraction, A-OSE a count); "-" where a run has no value.
 
     Args:
@@ -128,12 +117,12 @@ def format_open_set_table(results: Mapping[str, ProtocolResult]) -> str:
         for result in results.values():
             entry = result.open_set.get(name)
             metrics = entry.metrics.get(flag, {}) if entry is not None else {}
-            row += [metrics.get(key) for key, _ in OPEN_SET_COLUMNS]
+            row += [metrics.get(key) for key, _ in METRIC_HEADERS]
         rows.append(row)
     headers = [
         f"{run} {header}" if len(results) > 1 else header
         for run in results
-        for _, header in OPEN_SET_COLUMNS
+        for _, header in METRIC_HEADERS
     ]
     counts = {
         name: (entry.known_objects, entry.unknown_objects)
@@ -149,7 +138,7 @@ def format_open_set_table(results: Mapping[str, ProtocolResult]) -> str:
         rows,
         headers=["mixed set", "flagged by", *headers],
         tablefmt="pipe",
-        floatfmt=["", ""] + [formats.get(key, ".2f") for _ in results for key, _ in OPEN_SET_COLUMNS],
+        floatfmt=["", ""] + [formats.get(key, ".2f") for _ in results for key, _ in METRIC_HEADERS],
         missingval="-",
     )
     return f"{table}\n\nOpen-set metrics (flagged: score below its ID threshold; {objects})."

@@ -10,20 +10,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 from tabulate import tabulate
 
+from ..evaluation.open_set import METRIC_HEADERS
 from .seed_report import difference_cell, summary_cell
 
-__all__ = ["OPEN_SET_METRICS", "mixed_sets", "open_set_difference_table", "open_set_summary_table"]
-
-#: The compared metrics and their headers (APs and recall in percent, WI a fraction, A-OSE
-#: per 100 unknown objects).
-OPEN_SET_METRICS = (
-    ("known_AP50", "known AP50"),
-    ("unknown_AP50", "unknown AP50"),
-    ("unknown_recall", "unknown recall"),
-    ("WI", "WI"),
-    ("A-OSE", "A-OSE"),
-    ("A-OSE_per_100_unknown", "A-OSE /100 unknown"),
-)
+__all__ = ["mixed_sets", "open_set_difference_table", "open_set_summary_table"]
 
 
 def mixed_sets(rows: Sequence[dict]) -> List[str]:
@@ -51,16 +41,17 @@ def _table(
     skip: Tuple[str, str] = ("", ""),
 ) -> str:
     """A Markdown table with a row per method and flag (but ``skip``), a column per metric of
-    :data:`OPEN_SET_METRICS`; ``cell(method, flag, metric, seeds of the method)``."""
+    :data:`~vos_det.evaluation.open_set.METRIC_HEADERS`; ``cell(method, flag, metric, seeds of the method)``.
+    """
     table = []
     for method in dict.fromkeys(row["method"] for row in rows):
         runs = [row for row in rows if row["method"] == method]
         flags = dict.fromkeys(f for row in runs for f in row.get("open_set", {}).get(mixed_set, {}))
         for flag in flags:
             if (method, flag) != tuple(skip):
-                cells = [cell(method, flag, key, len(runs)) for key, _ in OPEN_SET_METRICS]
+                cells = [cell(method, flag, key, len(runs)) for key, _ in METRIC_HEADERS]
                 table.append([method, flag, len(runs), *cells])
-    headers = ["method", "flagged by", "seeds", *(header(name) for _, name in OPEN_SET_METRICS)]
+    headers = ["method", "flagged by", "seeds", *(header(name) for _, name in METRIC_HEADERS)]
     alignment = ("left", "left", *["right"] * (len(headers) - 2))
     return tabulate(table, headers=headers, tablefmt="pipe", colalign=alignment)
 
@@ -105,9 +96,7 @@ def open_set_difference_table(
         ValueError: if the baseline has no open-set metrics on ``mixed_set``.
     """
     base_method, base_flag = baseline
-    if not any(
-        _values(rows, base_method, base_flag, mixed_set, key) for key, _ in OPEN_SET_METRICS
-    ):
+    if not any(_values(rows, base_method, base_flag, mixed_set, key) for key, _ in METRIC_HEADERS):
         raise ValueError(f"The baseline {base_method} + {base_flag} has no metrics on {mixed_set}.")
     return _table(
         rows,
