@@ -419,10 +419,16 @@ OPEN_SET_HEADERS = {
     "known_AP50": "known AP50",
     "unknown_AP50": "unknown AP50",
     "unknown_recall": "unknown recall",
-    "WI": "WI",
+    "WI": "WI x100",
     "A-OSE": "A-OSE",
     "A-OSE_per_100_unknown": "A-OSE /100 unknown",
 }
+
+
+def _open_set_value(row: dict, mixed_set: str, flag: str, key: str):
+    """A run's open-set metric as the report shows it (WI x100); None when it has none."""
+    value = row["open_set"][mixed_set][flag].get(key)
+    return value * 100 if value is not None and key == "WI" else value
 
 
 def _expected_open_set_tables(rows: list, mixed_set: str) -> list:
@@ -433,7 +439,7 @@ def _expected_open_set_tables(rows: list, mixed_set: str) -> list:
         runs = [row for row in rows if row["method"] == method]
         for flag in runs[0]["open_set"][mixed_set]:
             values = {
-                key: [row["open_set"][mixed_set][flag].get(key) for row in runs]
+                key: [_open_set_value(row, mixed_set, flag, key) for row in runs]
                 for key in OPEN_SET_HEADERS
             }
             cells = {
@@ -454,8 +460,8 @@ def _expected_open_set_tables(rows: list, mixed_set: str) -> list:
                             if b["method"] == baseline[0] and b["seed"] == row["seed"]
                         )
                         pair = (
-                            row["open_set"][mixed_set][flag].get(key),
-                            base["open_set"][mixed_set][baseline[1]].get(key),
+                            _open_set_value(row, mixed_set, flag, key),
+                            _open_set_value(base, mixed_set, baseline[1], key),
                         )
                         pairs += [pair] if None not in pair else []
                     cells[f"Δ{header}"] = _difference_cell(pairs, 2)

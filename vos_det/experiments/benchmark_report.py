@@ -101,7 +101,8 @@ def open_set_section(
         "Known and unseen shapes in the same images. Each kept box whose score falls below the "
         'value 95% of kept ID boxes reach is flagged unknown; "no flag" is the detector without '
         "a score. Known AP50 of the unflagged boxes, unknown AP50 and recall of the flagged ones "
-        "(percent); WI: Wilderness Impact at known recall 0.8 (a fraction, lower is better); "
+        "(percent); WI: Wilderness Impact at known recall 0.8 (x100, as opendet2 prints it; lower "
+        "is better); "
         "A-OSE: unflagged boxes on unknown objects (a count, and per 100 unknown objects; lower "
         "is better). Mean ± standard deviation over the training seeds:",
         "",

@@ -13,7 +13,7 @@ from tabulate import tabulate
 from ..evaluation.open_set import METRIC_HEADERS
 from .seed_report import difference_cell, summary_cell
 
-__all__ = ["mixed_sets", "open_set_difference_table", "open_set_summary_table"]
+__all__ = ["SCALES", "mixed_sets", "open_set_difference_table", "open_set_summary_table"]
 
 
 def mixed_sets(rows: Sequence[dict]) -> List[str]:
@@ -21,15 +21,25 @@ def mixed_sets(rows: Sequence[dict]) -> List[str]:
     return list(dict.fromkeys(name for row in rows for name in row.get("open_set", {})))
 
 
+#: Metrics shown scaled, with the scale in their header: WI is a fraction of about 0.01-0.3,
+#: shown x100 (as opendet2 prints it) so that two decimals keep its digits.
+SCALES = {"WI": 100.0}
+
+
+def _header(key: str, name: str) -> str:
+    """A metric's column header, with its scale."""
+    return f"{name} x{SCALES[key]:g}" if key in SCALES else name
+
+
 def _values(rows: Sequence[dict], method: str, flag: str, mixed_set: str, metric: str) -> Dict:
-    """Seed -> ``metric`` of a method's runs with ``flag`` on ``mixed_set`` (seeds without a
-    value left out)."""
+    """Seed -> ``metric`` (scaled by :data:`SCALES`) of a method's runs with ``flag`` on
+    ``mixed_set`` (seeds without a value left out)."""
     values = {}
     for row in rows:
         if row["method"] == method:
             value = row.get("open_set", {}).get(mixed_set, {}).get(flag, {}).get(metric)
             if value is not None:
-                values[row["seed"]] = value
+                values[row["seed"]] = value * SCALES.get(metric, 1.0)
     return values
 
 
@@ -51,7 +61,12 @@ def _table(
             if (method, flag) != tuple(skip):
                 cells = [cell(method, flag, key, len(runs)) for key, _ in METRIC_HEADERS]
                 table.append([method, flag, len(runs), *cells])
-    headers = ["method", "flagged by", "seeds", *(header(name) for _, name in METRIC_HEADERS)]
+    headers = [
+        "method",
+        "flagged by",
+        "seeds",
+        *(header(_header(key, name)) for key, name in METRIC_HEADERS),
+    ]
     alignment = ("left", "left", *["right"] * (len(headers) - 2))
     return tabulate(table, headers=headers, tablefmt="pipe", colalign=alignment)
 
