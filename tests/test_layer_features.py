@@ -15,7 +15,11 @@ from vos_det.core.feature_statistics import MissingStatisticsError
 from vos_det.core.layer_statistics import LayerFeatureQueues
 from vos_det.core.queues import ClassFeatureQueues
 from vos_det.core.scores import ScoreInputs, compute_scores
-from vos_det.engine.fit_statistics import fit_feature_statistics, ground_truth_layer_features
+from vos_det.engine.fit_statistics import (
+    fit_feature_statistics,
+    fitted_queues,
+    ground_truth_layer_features,
+)
 from vos_det.modeling.detection_scores import check_score_statistics
 
 LAYERS = ("res4", "p3")
@@ -185,6 +189,18 @@ def test_fitting_fills_the_layer_queues_from_the_ground_truth(layer_cfg):
     for label in range(3):
         rows = expected[labels == label]
         torch.testing.assert_close(queues.layers["p3"].features[label, : len(rows)], rows)
+
+
+def test_a_model_with_layer_scores_alone_is_fitted(layer_cfg):
+    """No box-feature score: only the layer queues exist, and they are the ones fitted."""
+    model = build_model(layer_cfg)
+    assert model.roi_heads.box_predictor.queues is None
+    assert list(fitted_queues(model)) == ["res4 features", "p3 features"]
+    batch = _batch(layer_cfg, 2)
+    pushed = fit_feature_statistics(model, [batch], progress=False)
+    labels = torch.cat([item["instances"].gt_classes for item in batch])
+    assert pushed.tolist() == torch.bincount(labels, minlength=3).tolist()
+    assert model.roi_heads.layer_features.queues.counts.tolist() == pushed.tolist()
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@
 For a model trained without feature queues (a stock Detectron2 Faster R-CNN, or a vanilla model
 trained without a feature score configured): the weights are loaded into a ``VOSROIHeads``
 model of the given config, whose VOS.SCORE or VOS.EVAL.SCORES must name a feature score
-(mahalanobis, relative_mahalanobis, knn); the box features of the ground-truth boxes of the
-``DATASETS.TRAIN`` images (resized as at test time) fill its feature queues (and its crop
-queues, for the crop scores, and its layer queues, for the layer scores), and the weights plus
+(mahalanobis, relative_mahalanobis, knn, the crop or the layer scores); the features of the
+ground-truth boxes of the ``DATASETS.TRAIN`` images (resized as at test time) fill the queues
+those scores read (box features, box crops, pooled layers), and the weights plus
 the queues are written to
 ``<output>/<name>.pth``, with ``<output>/config.yaml``: the config to evaluate it with
 (``tools/train_net.py --config-file <output>/config.yaml --eval-only``, ``tools/demo.py``)::
@@ -42,7 +42,7 @@ from vos_det.engine.checkpoint import AtomicCheckpointer
 from vos_det.engine.fit_statistics import (
     ALL_BOXES,
     build_statistics_loader,
-    feature_queues,
+    fitted_queues,
     fit_feature_statistics,
     queue_capacity,
     statistics_dataset_dicts,
@@ -136,19 +136,20 @@ def main(argv: Optional[List[str]] = None) -> str:
         capacity = queue_capacity(dicts, cfg.MODEL.ROI_HEADS.NUM_CLASSES, args.boxes_per_class)
         data_loader = build_statistics_loader(cfg, dicts)
         model = build_model(cfg)
-        feature_queues(model)
+        fitted_queues(model)
         load_fitting_weights(model, cfg.MODEL.WEIGHTS)
     except (FileNotFoundError, KeyError, ValueError) as error:
         parser.error(error.args[0] if isinstance(error, KeyError) and error.args else str(error))
     setup_vos_logger(cfg.OUTPUT_DIR, rank=0)
     pushed = fit_feature_statistics(model, data_loader, capacity)
-    queues = feature_queues(model)
-    logger.info(
-        "Ground-truth boxes per class: %s pushed, %s kept (%d per class at most).",
-        pushed.tolist(),
-        queues.fill_counts().tolist(),
-        queues.capacity,
-    )
+    for label, queues in fitted_queues(model).items():
+        logger.info(
+            "%s: ground-truth boxes per class %s pushed, %s kept (%d per class at most).",
+            label,
+            pushed.tolist(),
+            queues.fill_counts().tolist(),
+            queues.capacity,
+        )
     AtomicCheckpointer(model, save_dir=cfg.OUTPUT_DIR).save(name)
     path = os.path.join(cfg.OUTPUT_DIR, f"{name}.pth")
     config = os.path.join(cfg.OUTPUT_DIR, "config.yaml")

@@ -32,7 +32,7 @@ __all__ = [
     "ALL_BOXES",
     "boxes_per_class_counts",
     "build_statistics_loader",
-    "feature_queues",
+    "fitted_queues",
     "fit_feature_statistics",
     "ground_truth_box_features",
     "ground_truth_crop_features",
@@ -143,20 +143,46 @@ def build_statistics_loader(cfg: CfgNode, dicts: Sequence[Dict]) -> Iterable:
     )
 
 
-def feature_queues(model: nn.Module) -> ClassFeatureQueues:
-    """The feature queues of ``model``'s box predictor.
+def fitted_queues(model: nn.Module) -> Dict[str, ClassFeatureQueues]:
+    """The class queues a detector keeps, by what they hold: "box features" (the box
+    predictor's queues), "crop features" and "<layer> features" (one per pooled layer).
 
     Raises:
-        ValueError: the model has none (the message says how to build it with them).
+        ValueError: the model keeps none (the message says how to build it with them).
     """
-    queues = getattr(model.roi_heads.box_predictor, "queues", None)
-    if queues is None:
+    predictor = model.roi_heads.box_predictor
+    found = {
+        label: queues
+        for label, queues in (
+            ("box features", getattr(predictor, "queues", None)),
+            ("crop features", getattr(predictor, "crop_queues", None)),
+        )
+        if queues is not None
+    }
+    layers = getattr(model.roi_heads, "layer_features", None)
+    if layers is not None:
+        found.update({f"{name} features": q for name, q in layers.queues.layers.items()})
+    if not found:
         raise ValueError(
             "The model has no feature queues to fit: build it with MODEL.ROI_HEADS.NAME "
             "'VOSROIHeads' and a feature score in VOS.SCORE or VOS.EVAL.SCORES, e.g. "
             "VOS.EVAL.SCORES \"('energy', 'mahalanobis', 'relative_mahalanobis', 'knn')\""
         )
-    return queues
+    return found
+
+
+def _replace_with_empty_queues(model: nn.Module, capacity: Optional[int]) -> None:
+    """Give every queue of :func:`fitted_queues` an empty successor of ``capacity`` vectors per
+    class (None: the same capacity)."""
+    predictor = model.roi_heads.box_predictor
+    for name in ("queues", "crop_queues"):
+        old = getattr(predictor, name, None)
+        if old is not None:
+            setattr(predictor, name, _fresh_queues(old, capacity or old.capacity))
+    layers = getattr(model.roi_heads, "layer_features", None)
+    if layers is not None:
+        for name, old in layers.queues.layers.items():
+            layers.queues.layers[name] = _fresh_queues(old, capacity or old.capacity)
 
 
 @torch.no_grad()
@@ -262,22 +288,16 @@ def fit_feature_statistics(
         Tensor: (K,) int64 number of boxes pushed per class (kept: at most the capacity).
 
     Raises:
-        ValueError: the model has no feature queues.
+        ValueError: the model has no feature queues (:func:`fitted_queues`).
     """
-    predictor = model.roi_heads.box_predictor
-    held = int(feature_queues(model).counts.sum())
+    held = sum(int(queues.counts.sum()) for queues in fitted_queues(model).values())
     if held:
         logger.info("The feature queues held %d vectors; they are replaced.", held)
-    names = [name for name in ("queues", "crop_queues") if getattr(predictor, name, None)]
-    for name in names:
-        old = getattr(predictor, name)
-        setattr(predictor, name, _fresh_queues(old, capacity or old.capacity))
-    queues, crop_queues = predictor.queues, getattr(predictor, "crop_queues", None)
+    _replace_with_empty_queues(model, capacity)
+    queues = fitted_queues(model)
     layers = getattr(model.roi_heads, "layer_features", None)
-    if layers is not None:
-        for name, old in layers.queues.layers.items():
-            layers.queues.layers[name] = _fresh_queues(old, capacity or old.capacity)
-    pushed = torch.zeros(queues.num_classes, dtype=torch.int64)
+    num_classes = model.roi_heads.box_predictor.num_classes
+    pushed = torch.zeros(num_classes, dtype=torch.int64)
     dataset = getattr(data_loader, "dataset", None)
     was_training = model.training
     model.eval()
@@ -289,14 +309,16 @@ def fit_feature_statistics(
             disable=not progress,
         ) as bar:
             for batch in data_loader:
-                features, labels = ground_truth_box_features(model, batch)
-                queues.push(features, labels)
-                crops = ground_truth_crop_features(model, batch)
-                if crops is not None and crop_queues is not None:
-                    crop_queues.push(crops, labels.to(crops.device))
+                labels = cat([item["instances"].gt_classes for item in batch]).long()
+                labels = labels.to(model.device)
+                if "box features" in queues:
+                    queues["box features"].push(ground_truth_box_features(model, batch)[0], labels)
+                if "crop features" in queues:
+                    crops = ground_truth_crop_features(model, batch)
+                    queues["crop features"].push(crops, labels)
                 if layers is not None:
                     layers.queues.push(ground_truth_layer_features(model, batch), labels)
-                pushed += torch.bincount(labels.cpu(), minlength=queues.num_classes)
+                pushed += torch.bincount(labels.cpu(), minlength=num_classes)
                 bar.update(len(batch))
     finally:
         model.train(was_training)
