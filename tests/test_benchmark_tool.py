@@ -555,6 +555,13 @@ def test_the_same_command_again_trains_nothing_and_a_changed_one_is_refused(
     assert _record_times(root / "out") == before
 
 
+def _sigint_as_from_a_terminal() -> None:
+    """Run in the child before exec: SIGINT's default disposition, as under a terminal. A test
+    run started in the background by a non-interactive shell (``make test &`` in a CI script)
+    hands SIGINT on as ignored, and a child would then never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path, pretrained_weights):
     """Ctrl-C reaches the terminal's whole process group: the tool and its two workers stop,
@@ -575,6 +582,7 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_resumes(tmp_path, pretra
         cwd=repo,
         env=env,
         start_new_session=True,
+        preexec_fn=_sigint_as_from_a_terminal,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
