@@ -137,22 +137,15 @@ class LayerFeatureQueues(nn.Module):
         return total
 
 
-def _check_layers(queues: LayerFeatureQueues, wanted: Sequence[str]) -> None:
-    """Raise MissingStatisticsError naming the layers of ``wanted`` the queues do not keep."""
-    missing = [name for name in wanted if name not in queues.layers]
-    if missing:
-        raise MissingStatisticsError(
-            f"No class statistics of the layer(s) {missing}; the layer queues keep "
-            f"{list(queues.names)}. Add them to VOS.LAYER_FEATURES.IN_FEATURES."
-        )
-
-
 def layer_distance(queues: LayerFeatureQueues, features: Mapping[str, Tensor], name: str) -> Tensor:
     """The (R,) float64 smallest squared Mahalanobis distance of one layer's features.
 
     Raises:
         MissingStatisticsError: the queues keep no layer ``name``, or it has no class statistics.
     """
-    _check_layers(queues, [name])
+    if name not in queues.layers:
+        raise MissingStatisticsError(
+            f"No class statistics of the layer(s) {[name]}; the layer queues keep "
+            f"{list(queues.names)}. Add them to VOS.LAYER_FEATURES.IN_FEATURES."
+        )
     return gaussian_statistics(queues.layers[name]).min_class_distance(features[name])
-

@@ -5,8 +5,8 @@ Each detection (and, in training, each ground-truth box) is pooled at every laye
 ``VOS.LAYER_FEATURES.IN_FEATURES`` by ROIAlign into one vector per layer: the layer's features
 averaged over the box, as the mean of a 7 x 7 grid of bins of 2 x 2 bilinear samples each
 (Detectron2's box-pooler resolution; a fixed number of samples, so a large box on a fine level
-costs no more than a small one). The layers are the backbone's outputs: the FPN levels ``p2``-``p6`` of Detectron2's FPN
-backbones, and the ResNet stages ``res2``-``res5`` as well with
+costs no more than a small one). The layers are the backbone's outputs: the FPN levels
+``p2``-``p6`` of Detectron2's FPN backbones, and the ResNet stages ``res2``-``res5`` as well with
 ``MODEL.BACKBONE.NAME: build_resnet_fpn_stages_backbone`` (:class:`FPNWithStages`).
 """
 
@@ -32,18 +32,7 @@ _RESOLUTION = 7
 class FPNWithStages(FPN):
     """Detectron2's :class:`FPN` whose outputs (and ``output_shape``) also hold the bottom-up
     network's outputs (e.g. ``res2``-``res5``), so that ROI heads can pool them. The pyramid
-    itself, its weights and their names are unchanged."""
-
-    def __init__(self, **kwargs):
-        """
-        Args:
-            kwargs: the arguments of :class:`FPN`.
-        """
-        super().__init__(**kwargs)
-        self._stage_names = tuple(self.bottom_up.output_shape())
-        for name, shape in self.bottom_up.output_shape().items():
-            self._out_feature_strides[name] = shape.stride
-            self._out_feature_channels[name] = shape.channels
+    itself, its weights and their names are unchanged; it takes the arguments of :class:`FPN`."""
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         shapes = super().output_shape()

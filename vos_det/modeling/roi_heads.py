@@ -170,7 +170,8 @@ class VOSROIHeads(StandardROIHeads):
                     images.tensor[index : index + 1], [boxes]
                 )
             if self.layer_features is not None:
-                maps = {name: features[name][index : index + 1] for name in features}
+                layers = self.layer_features.in_features
+                maps = {name: features[name][index : index + 1] for name in layers}
                 found["layer_features"] = self.layer_features(maps, [boxes])
                 found["layer_queues"] = self.layer_features.queues
             return found
