@@ -186,13 +186,17 @@ def _replace_with_empty_queues(model: nn.Module, capacity: Optional[int]) -> Non
 
 
 @torch.no_grad()
-def ground_truth_box_features(model: nn.Module, batch: List[Dict]) -> Tuple[Tensor, Tensor]:
+def ground_truth_box_features(
+    model: nn.Module, batch: List[Dict], backbone_features: Optional[Dict[str, Tensor]] = None
+) -> Tuple[Tensor, Tensor]:
     """The box head's features of the ground-truth boxes of a batch, as at test time.
 
     Args:
         model (nn.Module): a ``GeneralizedRCNN`` with ``StandardROIHeads`` (or a subclass).
         batch (list[dict]): mapped images with ``image`` and ``instances`` (``gt_boxes`` in the
             pixels of ``image``, ``gt_classes``).
+        backbone_features (dict or None): the backbone's outputs on the batch's preprocessed
+            images, when the caller has them already (None: computed here).
 
     Returns:
         features (Tensor): (B, D) box features of the B boxes (VOS box predictors: their
@@ -201,7 +205,8 @@ def ground_truth_box_features(model: nn.Module, batch: List[Dict]) -> Tuple[Tens
         labels (Tensor): (B,) int64 their classes.
     """
     images = model.preprocess_image(batch)  # normalises and pads; boxes keep their pixels
-    backbone_features = model.backbone(images.tensor)
+    if backbone_features is None:
+        backbone_features = model.backbone(images.tensor)
     heads = model.roi_heads
     instances = [item["instances"].to(images.tensor.device) for item in batch]
     pooled = heads.box_pooler(
@@ -231,8 +236,15 @@ def ground_truth_crop_features(model: nn.Module, batch: List[Dict]) -> Optional[
 
 
 @torch.no_grad()
-def ground_truth_layer_features(model: nn.Module, batch: List[Dict]) -> Optional[Dict[str, Tensor]]:
+def ground_truth_layer_features(
+    model: nn.Module, batch: List[Dict], backbone_features: Optional[Dict[str, Tensor]] = None
+) -> Optional[Dict[str, Tensor]]:
     """The ROI-pooled layer features of the ground-truth boxes of a batch, as at test time.
+
+    Args:
+        model (nn.Module): a ``GeneralizedRCNN`` with ``VOSROIHeads``.
+        batch (list[dict]): as :func:`ground_truth_box_features` takes it.
+        backbone_features (dict or None): as :func:`ground_truth_box_features` takes them.
 
     Returns:
         dict[str, Tensor] or None: layer name -> (B, C_l) features, boxes in the order of
@@ -243,7 +255,9 @@ def ground_truth_layer_features(model: nn.Module, batch: List[Dict]) -> Optional
         return None
     images = model.preprocess_image(batch)
     boxes = [item["instances"].gt_boxes.tensor.to(images.tensor.device) for item in batch]
-    return layers(model.backbone(images.tensor), boxes)
+    if backbone_features is None:
+        backbone_features = model.backbone(images.tensor)
+    return layers(backbone_features, boxes)
 
 
 def _fresh_queues(queues: ClassFeatureQueues, capacity: int) -> ClassFeatureQueues:
@@ -311,13 +325,17 @@ def fit_feature_statistics(
             for batch in data_loader:
                 labels = cat([item["instances"].gt_classes for item in batch]).long()
                 labels = labels.to(model.device)
+                maps = None  # one backbone pass serves the box and the layer features
+                if "box features" in queues or layers is not None:
+                    maps = model.backbone(model.preprocess_image(batch).tensor)
                 if "box features" in queues:
-                    queues["box features"].push(ground_truth_box_features(model, batch)[0], labels)
+                    features, _ = ground_truth_box_features(model, batch, maps)
+                    queues["box features"].push(features, labels)
                 if "crop features" in queues:
                     crops = ground_truth_crop_features(model, batch)
                     queues["crop features"].push(crops, labels)
                 if layers is not None:
-                    layers.queues.push(ground_truth_layer_features(model, batch), labels)
+                    layers.queues.push(ground_truth_layer_features(model, batch, maps), labels)
                 pushed += torch.bincount(labels.cpu(), minlength=num_classes)
                 bar.update(len(batch))
     finally:
