@@ -16,6 +16,7 @@ import os
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
+import numpy as np
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, DatasetEvaluators
@@ -134,12 +135,14 @@ class OODEvaluation:
         self.folder.clear_results()  # an earlier run's; must not be paired with the new scores
         for name in self.dataset_names:
             self.folder.save_box_scores(name, self._box_scores[name])
-        for name in self.open_set_names:
-            self.folder.save_ground_truth(
-                name, open_set_ground_truth(name, DatasetCatalog.get(name))
-            )
+        open_set_truth = {
+            name: open_set_ground_truth(name, DatasetCatalog.get(name))
+            for name in self.open_set_names
+        }
+        for name, ground_truth in open_set_truth.items():
+            self.folder.save_ground_truth(name, ground_truth)
         if self.ood_names or self.open_set_names:
-            for name, tasks in self._evaluate_ood().items():
+            for name, tasks in self._evaluate_ood(open_set_truth).items():
                 results[name].update(tasks)
         for name, result in results.items():
             logger.info("Evaluation results for %s in csv format:", name)
@@ -160,8 +163,14 @@ class OODEvaluation:
             MetadataCatalog.get(id_name).get("thing_classes"),
         )
 
-    def _evaluate_ood(self) -> Dict[str, Dict[str, Dict[str, float]]]:
+    def _evaluate_ood(
+        self, open_set_truth: Dict[str, Dict[str, np.ndarray]]
+    ) -> Dict[str, Dict[str, Dict[str, float]]]:
         """Run the protocol, log its table and write its files.
+
+        Args:
+            open_set_truth (dict): every mixed set's ground truth
+                (:func:`open_set_ground_truth`).
 
         Returns:
             dict: the OOD tasks per dataset (:func:`to_detectron2_results`); empty when the
@@ -171,8 +180,8 @@ class OODEvaluation:
         id_box_scores = self._box_scores[id_name]
         ood_box_scores = {name: self._box_scores[name] for name in self.ood_names}
         open_sets = {
-            name: (self._box_scores[name], self.folder.load_ground_truth(name))
-            for name in self.open_set_names
+            name: (self._box_scores[name], ground_truth)
+            for name, ground_truth in open_set_truth.items()
         }
         try:
             result = evaluate_ood_protocol(

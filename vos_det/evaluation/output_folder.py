@@ -97,7 +97,7 @@ class EvaluationFolder:
                 f"Score file not found: {path}. VOSTrainer.test (tools/train_net.py --eval-only) "
                 "writes one per test set into OUTPUT_DIR/inference."
             )
-        return _check_lengths(path, _read_npz(path, "score file"), None)
+        return _check_lengths(path, _read_npz(path, "score file"))
 
     def ground_truth_file(self, dataset: str) -> str:
         """Returns: the path of a mixed set's ground truth."""
@@ -127,8 +127,8 @@ class EvaluationFolder:
         missing = [key for key in _GROUND_TRUTH_KEYS if key not in arrays]
         if missing:
             raise ValueError(f"{path} lacks the arrays {missing}; evaluate the model again.")
-        objects = {key: arrays[key] for key in ("image_id", "box", "class")}
-        return {**arrays, **_check_lengths(path, objects, "box")}
+        _check_lengths(path, {key: arrays[key] for key in ("image_id", "box", "class")})
+        return arrays
 
     def clear_results(self) -> None:
         """Remove an earlier ``ood_results.json``, which must not be paired with new scores."""
@@ -195,14 +195,14 @@ def _read_npz(path: str, kind: str) -> Dict[str, np.ndarray]:
         ) from e
 
 
-def _check_lengths(path: str, arrays: Dict[str, np.ndarray], reference) -> Dict[str, np.ndarray]:
-    """``arrays``, checked to have one entry per box (the length of ``reference``, by default
-    "box" or the first array).
+def _check_lengths(path: str, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """``arrays``, checked to have one entry per box (the length of "box", or of the first array
+    without one).
 
     Raises:
         ValueError: naming the array whose length differs.
     """
-    reference = reference or ("box" if "box" in arrays else next(iter(arrays), None))
+    reference = "box" if "box" in arrays else next(iter(arrays), None)
     boxes = len(arrays[reference]) if reference is not None else 0
     for key, array in arrays.items():
         if array.ndim == 0 or len(array) != boxes:
