@@ -95,8 +95,9 @@ def format_table(results: Mapping[str, ProtocolResult]) -> str:
 
 def format_open_set_table(results: Mapping[str, ProtocolResult]) -> str:
     """The open-set table of one or several runs: one row per mixed set and flag (``no flag``,
-    then each score), with the metrics of :data:`~vos_det.evaluation.open_set.METRIC_HEADERS` of each run (APs and recall
-    in percent, WI a fraction, A-OSE a count); "-" where a run has no value.
+    then each score), with the metrics of :data:`~vos_det.evaluation.open_set.METRIC_HEADERS` of
+    each run (APs and recall in percent, WI a fraction, A-OSE a count); "-" where a run has no
+    value.
 
     Args:
         results (Mapping[str, ProtocolResult]): run name -> its results.

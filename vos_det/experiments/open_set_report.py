@@ -8,10 +8,8 @@ to its flags ("no flag", then each score) and their metrics
 
 from typing import Callable, Dict, List, Sequence, Tuple
 
-from tabulate import tabulate
-
 from ..evaluation.open_set import METRIC_HEADERS
-from .seed_report import difference_cell, summary_cell
+from .seed_report import difference_cell, method_table, summary_cell
 
 __all__ = ["SCALES", "mixed_sets", "open_set_difference_table", "open_set_summary_table"]
 
@@ -43,6 +41,18 @@ def _values(rows: Sequence[dict], method: str, flag: str, mixed_set: str, metric
     return values
 
 
+def _flags(rows: Sequence[dict], method: str, mixed_set: str) -> List[str]:
+    """The flags with metrics on ``mixed_set`` in some run of ``method``."""
+    return list(
+        dict.fromkeys(
+            flag
+            for row in rows
+            if row["method"] == method
+            for flag in row.get("open_set", {}).get(mixed_set, {})
+        )
+    )
+
+
 def _table(
     rows: Sequence[dict],
     mixed_set: str,
@@ -50,25 +60,19 @@ def _table(
     header: Callable[[str], str],
     skip: Tuple[str, str] = ("", ""),
 ) -> str:
-    """A Markdown table with a row per method and flag (but ``skip``), a column per metric of
-    :data:`~vos_det.evaluation.open_set.METRIC_HEADERS`; ``cell(method, flag, metric, seeds of the method)``.
-    """
-    table = []
-    for method in dict.fromkeys(row["method"] for row in rows):
-        runs = [row for row in rows if row["method"] == method]
-        flags = dict.fromkeys(f for row in runs for f in row.get("open_set", {}).get(mixed_set, {}))
-        for flag in flags:
-            if (method, flag) != tuple(skip):
-                cells = [cell(method, flag, key, len(runs)) for key, _ in METRIC_HEADERS]
-                table.append([method, flag, len(runs), *cells])
-    headers = [
-        "method",
-        "flagged by",
-        "seeds",
-        *(header(_header(key, name)) for key, name in METRIC_HEADERS),
-    ]
-    alignment = ("left", "left", *["right"] * (len(headers) - 2))
-    return tabulate(table, headers=headers, tablefmt="pipe", colalign=alignment)
+    """:func:`~.seed_report.method_table` with a row per method and flag (but ``skip``), a column
+    per metric of :data:`~vos_det.evaluation.open_set.METRIC_HEADERS` (``header`` of its name
+    with its scale); ``cell(method, flag, metric, seeds of the method)``."""
+    names = dict(METRIC_HEADERS)
+    return method_table(
+        rows,
+        lambda method: _flags(rows, method, mixed_set),
+        list(names),
+        cell,
+        key_header="flagged by",
+        metric_header=lambda key: header(_header(key, names[key])),
+        skip=skip,
+    )
 
 
 def open_set_summary_table(rows: Sequence[dict], mixed_set: str) -> str:

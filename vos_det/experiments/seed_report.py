@@ -28,6 +28,7 @@ from .seed_statistics import paired_t_interval, summarize
 __all__ = [
     "common_value",
     "difference_cell",
+    "method_table",
     "metric_names",
     "ood_sets",
     "paired_difference_table",
@@ -153,6 +154,40 @@ def difference_cell(
     return (f"**{text}**" if interval.excludes_zero else text) + _count_note(interval.n, total)
 
 
+def method_table(
+    rows: Sequence[dict],
+    keys_of: Callable[[str], Sequence[str]],
+    metrics: Sequence[str],
+    cell: Callable[[str, str, str, int], str],
+    key_header: str = "score",
+    metric_header: Callable[[str], str] = str,
+    skip: Tuple[str, str] = ("", ""),
+) -> str:
+    """A Markdown table with a row per method and key (but ``skip``) and a column per metric.
+
+    Args:
+        rows (Sequence[dict]): the runs.
+        keys_of (callable): ``keys_of(method)`` -> the method's row keys (e.g. its scores).
+        metrics (Sequence[str]): the metrics, one column each.
+        cell (callable): ``cell(method, key, metric, seeds of the method)`` -> its text.
+        key_header (str): the header of the key column.
+        metric_header (callable): a metric's column header.
+        skip (tuple[str, str]): a (method, key) left out.
+
+    Returns:
+        str: the table.
+    """
+    table = []
+    for method in _methods(rows):
+        seeds = sum(row["method"] == method for row in rows)
+        for key in keys_of(method):
+            if (method, key) != tuple(skip):
+                table.append([method, key, seeds, *(cell(method, key, m, seeds) for m in metrics)])
+    headers = ["method", key_header, "seeds", *map(metric_header, metrics)]
+    alignment = ("left", "left", *["right"] * (len(headers) - 2))
+    return tabulate(table, headers=headers, tablefmt="pipe", colalign=alignment)
+
+
 def _method_score_table(
     rows: Sequence[dict],
     ood_set: str,
@@ -160,30 +195,16 @@ def _method_score_table(
     metric_header: Callable[[str], str] = str,
     skip: Tuple[str, str] = ("", ""),
 ) -> str:
-    """A Markdown table with a row per method and score (but ``skip``) and a column per metric.
-
-    Args:
-        rows (Sequence[dict]): the runs.
-        ood_set (str): the OOD set whose scores make the rows.
-        cell (callable): ``cell(method, score, metric, seeds of the method)`` -> its text.
-        metric_header (callable): a metric's column header.
-        skip (tuple[str, str]): a (method, score) left out.
-
-    Returns:
-        str: the table.
-    """
-    metrics = metric_names(rows)
-    table = []
-    for method in _methods(rows):
-        seeds = sum(row["method"] == method for row in rows)
-        for score in _scores(rows, method, ood_set):
-            if (method, score) != tuple(skip):
-                table.append(
-                    [method, score, seeds, *(cell(method, score, m, seeds) for m in metrics)]
-                )
-    headers = ["method", "score", "seeds", *map(metric_header, metrics)]
-    alignment = ("left", "left", *["right"] * (len(headers) - 2))
-    return tabulate(table, headers=headers, tablefmt="pipe", colalign=alignment)
+    """:func:`method_table` with a row per method and score on ``ood_set`` and a column per
+    metric of :func:`metric_names`."""
+    return method_table(
+        rows,
+        lambda method: _scores(rows, method, ood_set),
+        metric_names(rows),
+        cell,
+        metric_header=metric_header,
+        skip=skip,
+    )
 
 
 def summary_table(rows: Sequence[dict], ood_set: str) -> str:
